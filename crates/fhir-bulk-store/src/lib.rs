@@ -1,0 +1,148 @@
+//! The fhir-bulk store: the [`Store`] trait and its backends.
+//!
+//! The store keeps resources as the JSON bytes we serialised at write time (with
+//! `meta.versionId` and `meta.lastUpdated` set), plus the few columns export needs: the
+//! Patient-compartment index, Group membership, tombstones, superseded versions still needed
+//! by a running export's snapshot, and the export jobs with their leased units and files.
+//!
+//! Only this crate knows SQL (see `ARCHITECTURE.md`). The trait is backend-neutral: no
+//! SQLite types or assumptions leak through it, so the PostgreSQL backend implements the
+//! same calls. Every call is async; the SQLite backend runs its blocking work on tokio's
+//! blocking pool.
+//!
+//! # Layout
+//! - [`resource`]: writes and stored resources.
+//! - [`search`]: the small REST search (Patient/Group by `_id`, `identifier`, `name`).
+//! - [`export`]: what an export unit reads ([`ExportScan`]) and the chunks it gets back.
+//! - [`job`]: export jobs, units, leases and files.
+//! - [`sqlite`]: the embedded default backend.
+
+pub mod error;
+pub mod export;
+pub mod job;
+pub mod resource;
+pub mod search;
+pub mod sqlite;
+
+pub use error::StoreError;
+pub use export::{ExportChunk, ExportScan, PatientScope};
+pub use job::{FileKind, Job, JobFile, JobStatus, NewJob, NewUnit, Unit, UnitKind};
+pub use resource::{StoredResource, Write, WriteResult, WriteSummary};
+pub use search::{SearchPage, SearchQuery};
+
+use async_trait::async_trait;
+use fhir_bulk_spec::instant::Instant;
+use futures::stream::BoxStream;
+use std::time::Duration;
+
+/// The tenant of single-tenant installs.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Result of store calls.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The persistence boundary of the server. Implemented by [`sqlite::SqliteStore`] (and, for
+/// scale-out, a PostgreSQL backend). Every method takes the tenant: nothing crosses tenants.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- resources ----
+
+    /// Applies all writes atomically (one transaction) and returns one result per write.
+    async fn write(&self, tenant: &str, writes: Vec<Write>) -> Result<Vec<WriteResult>>;
+
+    /// Applies a stream of batches in ONE transaction: all or nothing. An `Err` item from the
+    /// stream rolls everything back and is returned. Memory stays bounded by one batch, so a
+    /// file of millions of lines loads atomically.
+    async fn write_stream(
+        &self,
+        tenant: &str,
+        batches: BoxStream<'static, Result<Vec<Write>>>,
+    ) -> Result<WriteSummary>;
+
+    /// The latest version of a resource, or its tombstone.
+    async fn read(&self, tenant: &str, resource_type: &str, id: &str)
+    -> Result<Option<StoredResource>>;
+
+    /// Searches live resources of one type.
+    async fn search(&self, tenant: &str, query: SearchQuery) -> Result<SearchPage>;
+
+    /// Live resources per type (types with none are left out), sorted by type.
+    async fn type_counts(&self, tenant: &str) -> Result<Vec<(String, u64)>>;
+
+    /// Active members of a Group as `(member type, member id)`; `None` if there is no such
+    /// live Group.
+    async fn group_members(&self, tenant: &str, group_id: &str)
+    -> Result<Option<Vec<(String, String)>>>;
+
+    // ---- export ----
+
+    /// Streams the NDJSON of one export scan in chunks of whole lines (each about `chunk_bytes`).
+    /// The stream is lazy and bounded: memory does not grow with the export.
+    fn export(&self, scan: ExportScan, chunk_bytes: usize)
+    -> BoxStream<'static, Result<ExportChunk>>;
+
+    /// Streams the tombstones of a scan (deleted in `(since, until]`) as `(type, id)` lists.
+    fn export_deleted(&self, scan: ExportScan) -> BoxStream<'static, Result<Vec<(String, String)>>>;
+
+    // ---- jobs ----
+
+    /// Creates a job and its units. The store fixes `transactionTime` under its writer lock, so
+    /// every write committed before has a smaller timestamp and every later one a larger.
+    async fn create_job(&self, job: NewJob) -> Result<Job>;
+
+    /// A job of a tenant (any status; the caller decides what a cancelled job answers).
+    async fn job(&self, tenant: &str, id: &str) -> Result<Option<Job>>;
+
+    /// The units of a job, by `seq`.
+    async fn units(&self, job_id: &str) -> Result<Vec<Unit>>;
+
+    /// The files committed so far for a job, by name.
+    async fn files(&self, job_id: &str) -> Result<Vec<JobFile>>;
+
+    /// Jobs of a client that are not finished (queued or running), for the concurrency limit.
+    async fn active_jobs(&self, tenant: &str, client_id: Option<&str>) -> Result<u64>;
+
+    /// Claims the next unit whose job is running and whose unit is pending or whose lease
+    /// expired. The lease lasts `lease`; the owner renews it with [`Store::heartbeat`].
+    async fn claim_unit(&self, node: &str, lease: Duration) -> Result<Option<(Job, Unit)>>;
+
+    /// Renews a lease and records progress. `false` if the lease is no longer ours (expired
+    /// and taken, or the job was cancelled): the worker must stop and discard its output.
+    async fn heartbeat(
+        &self,
+        job_id: &str,
+        seq: i64,
+        node: &str,
+        lease: Duration,
+        written: u64,
+    ) -> Result<bool>;
+
+    /// Completes a unit: its files and count commit in the same transaction as its status,
+    /// and the job completes with its last unit. `false` if the lease was lost, in which case
+    /// nothing is written and the caller deletes its files.
+    async fn complete_unit(
+        &self,
+        job_id: &str,
+        seq: i64,
+        node: &str,
+        files: Vec<JobFile>,
+    ) -> Result<bool>;
+
+    /// Gives a leased unit back (graceful shutdown), so another worker takes it at once.
+    async fn release_unit(&self, job_id: &str, seq: i64, node: &str) -> Result<()>;
+
+    /// Marks a job failed with a reason shown to the client.
+    async fn fail_job(&self, job_id: &str, reason: &str) -> Result<()>;
+
+    /// Marks a job cancelled (DELETE, D1). `false` if there was no such job for the tenant.
+    async fn cancel_job(&self, tenant: &str, id: &str) -> Result<bool>;
+
+    /// Jobs to purge: expired at `now`, or cancelled.
+    async fn purgeable_jobs(&self, now: Instant) -> Result<Vec<String>>;
+
+    /// Deletes a job's rows (after its files were removed from the sink).
+    async fn delete_job(&self, job_id: &str) -> Result<()>;
+
+    /// Drops superseded versions that no unfinished job's snapshot can still need.
+    async fn prune_versions(&self) -> Result<u64>;
+}

@@ -1,0 +1,380 @@
+//! The embedded SQLite backend (the default): one database file, created on first use.
+//!
+//! Concurrency: SQLite has one writer at a time. All writes go through [`Pool::write`],
+//! which holds the one writer connection (a `std::sync::Mutex`, because the connection is
+//! used only inside blocking tasks) for a `BEGIN IMMEDIATE` transaction; `busy_timeout`
+//! covers writers in other processes (`fhir-bulk load` next to `serve`). Reads use a small
+//! pool of connections; in WAL mode they never block the writer nor wait for it, and each
+//! read transaction sees one committed snapshot.
+
+mod jobs;
+mod migrate;
+mod scan;
+mod search;
+mod write;
+
+use crate::{
+    ExportChunk, ExportScan, Job, JobFile, NewJob, Result, SearchPage, SearchQuery, Store,
+    StoreError, StoredResource, Unit, Write, WriteResult, WriteSummary,
+};
+use async_trait::async_trait;
+use fhir_bulk_spec::instant::Instant;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How many idle reader connections are kept.
+const MAX_IDLE_READERS: usize = 8;
+
+/// The SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: Arc<Pool>,
+}
+
+/// Connections to one database file.
+struct Pool {
+    path: PathBuf,
+    /// The one writer connection; locked for the length of a write transaction.
+    writer: Mutex<Connection>,
+    /// Idle reader connections; a reader is taken out for one blocking task and put back.
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Database(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let mut writer = open_connection(&path)?;
+            migrate::migrate(&mut writer)?;
+            Ok(SqliteStore {
+                pool: Arc::new(Pool {
+                    path,
+                    writer: Mutex::new(writer),
+                    readers: Mutex::new(Vec::new()),
+                }),
+            })
+        })
+        .await?
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.pool.path
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(60))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32768;
+         PRAGMA mmap_size = 268435456;",
+    )?;
+    Ok(conn)
+}
+
+impl Pool {
+    /// Runs `f` on a reader connection in a blocking task.
+    async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || pool.read_blocking(f)).await?
+    }
+
+    fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.take_reader()?;
+        let out = f(&conn);
+        self.put_reader(conn);
+        out
+    }
+
+    fn take_reader(&self) -> Result<Connection> {
+        let idle = self.readers.lock().expect("reader pool poisoned").pop();
+        match idle {
+            Some(c) => Ok(c),
+            None => open_connection(&self.path),
+        }
+    }
+
+    fn put_reader(&self, conn: Connection) {
+        let mut idle = self.readers.lock().expect("reader pool poisoned");
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer, in a blocking task.
+    /// `f` gets the transaction's timestamp from the store clock. An `Err` rolls back.
+    async fn write<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, Instant) -> Result<T> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || pool.write_blocking(f)).await?
+    }
+
+    fn write_blocking<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, Instant) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let ts = tick(&tx)?;
+        let out = f(&tx, ts)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+/// Advances the store clock: strictly after the last timestamp handed out, and not before
+/// the wall clock. Called under the writer lock at the start of every write transaction.
+fn tick(tx: &rusqlite::Transaction<'_>) -> Result<Instant> {
+    let last: i64 = tx.query_row("SELECT last FROM clock WHERE singleton = 1", [], |r| r.get(0))?;
+    let ts = Instant::now().0.max(last + 1);
+    tx.execute("UPDATE clock SET last = ?1 WHERE singleton = 1", params![ts])?;
+    Ok(Instant(ts))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write(&self, tenant: &str, writes: Vec<Write>) -> Result<Vec<WriteResult>> {
+        let tenant = tenant.to_string();
+        self.pool
+            .write(move |tx, ts| {
+                let mut batch = write::Batch::new(tx, &tenant, ts)?;
+                let results = writes
+                    .into_iter()
+                    .map(|w| batch.apply(w, true))
+                    .collect::<Result<Vec<_>>>()?;
+                batch.finish()?;
+                Ok(results)
+            })
+            .await
+    }
+
+    async fn write_stream(
+        &self,
+        tenant: &str,
+        mut batches: BoxStream<'static, Result<Vec<Write>>>,
+    ) -> Result<WriteSummary> {
+        // The blocking writer pulls batches from a small channel that this task fills, so at
+        // most a couple of batches are in memory whatever the input size.
+        let (tx_batches, mut rx_batches) = tokio::sync::mpsc::channel::<Result<Vec<Write>>>(2);
+        let tenant = tenant.to_string();
+        let writer = self.pool.write(move |tx, ts| {
+            let mut batch = write::Batch::new(tx, &tenant, ts)?;
+            let mut summary = WriteSummary::default();
+            while let Some(item) = rx_batches.blocking_recv() {
+                for w in item? {
+                    let t = w.resource_type().to_string();
+                    let r = batch.apply(w, false)?;
+                    summary.bytes += r.json.as_ref().map_or(0, |j| j.len() as u64);
+                    *summary.per_type.entry(t).or_default() += 1;
+                }
+            }
+            batch.finish()?;
+            Ok(summary)
+        });
+        let feeder = async move {
+            while let Some(item) = batches.next().await {
+                let stop = item.is_err();
+                if tx_batches.send(item).await.is_err() || stop {
+                    break;
+                }
+            }
+        };
+        let (result, ()) = tokio::join!(writer, feeder);
+        result
+    }
+
+    async fn read(
+        &self,
+        tenant: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredResource>> {
+        let (tenant, rt, id) = (tenant.to_string(), resource_type.to_string(), id.to_string());
+        self.pool
+            .read(move |c| {
+                c.query_row(
+                    "SELECT version, last_updated, deleted, json FROM resources
+                     WHERE tenant = ?1 AND type = ?2 AND id = ?3",
+                    params![tenant, rt, id],
+                    |r| {
+                        Ok(StoredResource {
+                            resource_type: rt.clone(),
+                            id: id.clone(),
+                            version: r.get(0)?,
+                            last_updated: Instant(r.get(1)?),
+                            deleted: r.get::<_, i64>(2)? != 0,
+                            json: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(Into::into)
+            })
+            .await
+    }
+
+    async fn search(&self, tenant: &str, query: SearchQuery) -> Result<SearchPage> {
+        let tenant = tenant.to_string();
+        self.pool.read(move |c| search::search(c, &tenant, &query)).await
+    }
+
+    async fn type_counts(&self, tenant: &str) -> Result<Vec<(String, u64)>> {
+        let tenant = tenant.to_string();
+        self.pool
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT type, live FROM type_counts WHERE tenant = ?1 AND live > 0 ORDER BY type",
+                )?;
+                let rows = st.query_map(params![tenant], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Into::into)
+            })
+            .await
+    }
+
+    async fn group_members(
+        &self,
+        tenant: &str,
+        group_id: &str,
+    ) -> Result<Option<Vec<(String, String)>>> {
+        let (tenant, group_id) = (tenant.to_string(), group_id.to_string());
+        self.pool
+            .read(move |c| {
+                let live: Option<i64> = c
+                    .query_row(
+                        "SELECT deleted FROM resources WHERE tenant = ?1 AND type = 'Group' AND id = ?2",
+                        params![tenant, group_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if live != Some(0) {
+                    return Ok(None);
+                }
+                let mut st = c.prepare_cached(
+                    "SELECT member_type, member_id FROM group_members
+                     WHERE tenant = ?1 AND group_id = ?2 ORDER BY member_type, member_id",
+                )?;
+                let rows = st.query_map(params![tenant, group_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(Some(rows.collect::<rusqlite::Result<Vec<_>>>()?))
+            })
+            .await
+    }
+
+    fn export(&self, scan: ExportScan, chunk_bytes: usize) -> BoxStream<'static, Result<ExportChunk>> {
+        scan::export(Arc::clone(&self.pool), scan, chunk_bytes)
+    }
+
+    fn export_deleted(&self, scan: ExportScan) -> BoxStream<'static, Result<Vec<(String, String)>>> {
+        scan::export_deleted(Arc::clone(&self.pool), scan)
+    }
+
+    async fn create_job(&self, job: NewJob) -> Result<Job> {
+        self.pool.write(move |tx, ts| jobs::create(tx, job, ts)).await
+    }
+
+    async fn job(&self, tenant: &str, id: &str) -> Result<Option<Job>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.pool.read(move |c| jobs::get(c, Some(&tenant), &id)).await
+    }
+
+    async fn units(&self, job_id: &str) -> Result<Vec<Unit>> {
+        let job_id = job_id.to_string();
+        self.pool.read(move |c| jobs::units(c, &job_id)).await
+    }
+
+    async fn files(&self, job_id: &str) -> Result<Vec<JobFile>> {
+        let job_id = job_id.to_string();
+        self.pool.read(move |c| jobs::files(c, &job_id)).await
+    }
+
+    async fn active_jobs(&self, tenant: &str, client_id: Option<&str>) -> Result<u64> {
+        let (tenant, client) = (tenant.to_string(), client_id.map(str::to_string));
+        self.pool.read(move |c| jobs::active(c, &tenant, client.as_deref())).await
+    }
+
+    async fn claim_unit(&self, node: &str, lease: Duration) -> Result<Option<(Job, Unit)>> {
+        let node = node.to_string();
+        self.pool.write(move |tx, _| jobs::claim(tx, &node, lease)).await
+    }
+
+    async fn heartbeat(
+        &self,
+        job_id: &str,
+        seq: i64,
+        node: &str,
+        lease: Duration,
+        written: u64,
+    ) -> Result<bool> {
+        let (job_id, node) = (job_id.to_string(), node.to_string());
+        self.pool
+            .write(move |tx, _| jobs::heartbeat(tx, &job_id, seq, &node, lease, written))
+            .await
+    }
+
+    async fn complete_unit(
+        &self,
+        job_id: &str,
+        seq: i64,
+        node: &str,
+        files: Vec<JobFile>,
+    ) -> Result<bool> {
+        let (job_id, node) = (job_id.to_string(), node.to_string());
+        self.pool
+            .write(move |tx, _| jobs::complete(tx, &job_id, seq, &node, &files))
+            .await
+    }
+
+    async fn release_unit(&self, job_id: &str, seq: i64, node: &str) -> Result<()> {
+        let (job_id, node) = (job_id.to_string(), node.to_string());
+        self.pool.write(move |tx, _| jobs::release(tx, &job_id, seq, &node)).await
+    }
+
+    async fn fail_job(&self, job_id: &str, reason: &str) -> Result<()> {
+        let (job_id, reason) = (job_id.to_string(), reason.to_string());
+        self.pool.write(move |tx, _| jobs::fail(tx, &job_id, &reason)).await
+    }
+
+    async fn cancel_job(&self, tenant: &str, id: &str) -> Result<bool> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.pool.write(move |tx, _| jobs::cancel(tx, &tenant, &id)).await
+    }
+
+    async fn purgeable_jobs(&self, now: Instant) -> Result<Vec<String>> {
+        self.pool.read(move |c| jobs::purgeable(c, now)).await
+    }
+
+    async fn delete_job(&self, job_id: &str) -> Result<()> {
+        let job_id = job_id.to_string();
+        self.pool.write(move |tx, _| jobs::delete(tx, &job_id)).await
+    }
+
+    async fn prune_versions(&self) -> Result<u64> {
+        self.pool.write(move |tx, _| write::prune_versions(tx)).await
+    }
+}

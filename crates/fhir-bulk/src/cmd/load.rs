@@ -1,0 +1,10 @@
+//! `fhir-bulk load`. (Stub.)
+
+/// Flags of `fhir-bulk load`.
+#[derive(clap::Args)]
+pub struct Args {}
+
+/// Runs the command.
+pub async fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("not implemented yet")
+}

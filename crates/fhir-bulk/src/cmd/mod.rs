@@ -1,0 +1,7 @@
+//! One module per subcommand: its clap `Args` and its `run`.
+
+pub mod export;
+pub mod keygen;
+pub mod load;
+pub mod serve;
+pub mod synth;
