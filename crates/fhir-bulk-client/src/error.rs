@@ -107,13 +107,16 @@ pub enum Error {
         /// `error_description`, when given.
         description: Option<String>,
     },
-    /// The server answered 401 again with a fresh token, or 401 with a fixed `--bearer` (CL2).
-    #[error("the server rejected the access token during {phase} (HTTP 401){}", if *renewed { " even after renewing it" } else { "" })]
+    /// The server answered 401 again with a fresh token, 401 to a fixed `--bearer`, or 401
+    /// when no credentials were given (CL2).
+    #[error("the server answered 401 Unauthorized during {phase}{}", if !*credentials { "; it needs credentials (--client-id with --key or --secret-file, or --bearer)" } else if *renewed { ", even after the access token was renewed" } else { "; the access token was refused" })]
     Unauthorized {
         /// Where it happened.
         phase: Phase,
         /// Whether a new token had been fetched before the final 401.
         renewed: bool,
+        /// Whether a token was sent at all.
+        credentials: bool,
     },
     /// The kick-off was refused with 4xx/5xx (KR2), or its answer had no `Content-Location`.
     #[error("the server rejected the export request (HTTP {status}): {message}")]

@@ -1,14 +1,32 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The fhir-bulk server: the HTTP surface (axum) and the export engine.
+//!
+//! # Layout
+//! - [`config`]: what `fhir-bulk serve` configures.
+//! - [`app`]: shared state and the router — the API map, one route per line in spec order.
+//! - [`error`]: the one mapping from errors to HTTP status + `OperationOutcome`.
+//! - [`base`]: which tenant and FHIR base URL a request is for.
+//! - [`kickoff`], [`status`], [`files`]: the bulk data endpoints (§1–§7).
+//! - [`engine`]: the export job runner — workers claim units with leases and write files.
+//! - [`sink`]: where export files live (a local directory).
+//! - [`rest`]: the small FHIR REST surface around export (CRUD, search, transaction).
+//! - [`metadata`]: the CapabilityStatement.
+//! - [`ingest`]: loading NDJSON and Bundles from files (used by `load` and `serve --demo`).
+//!
+//! Only this crate knows axum and HTTP status codes (see `ARCHITECTURE.md`).
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod app;
+pub mod base;
+pub mod body;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod files;
+pub mod ingest;
+pub mod kickoff;
+pub mod metadata;
+pub mod rest;
+pub mod sink;
+pub mod status;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use app::{AppState, router, serve};
+pub use config::ServerConfig;

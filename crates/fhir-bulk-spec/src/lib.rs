@@ -18,6 +18,7 @@
 
 pub mod bundle;
 pub mod compartment;
+mod generated;
 pub mod id;
 pub mod instant;
 pub mod kickoff;
@@ -25,6 +26,7 @@ pub mod manifest;
 pub mod outcome;
 pub mod progress;
 pub mod resource_type;
+pub mod type_filter;
 
 /// The FHIR `application/fhir+json` media type.
 pub const FHIR_JSON: &str = "application/fhir+json";

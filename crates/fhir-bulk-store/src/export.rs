@@ -26,8 +26,10 @@ pub struct ExportScan {
     pub resource_type: String,
     /// `_since`: modified strictly after (T1).
     pub since: Option<Instant>,
-    /// min(`_until`, transactionTime): modified at or before (M1, P3). Versions current at
-    /// this instant are read, even if they were superseded since.
+    /// min(`_until`, transactionTime): modified at or before (M1, P3). For a running job's
+    /// transactionTime, versions current then are read even if superseded since (the store
+    /// keeps them while a running job may need them); for an earlier `_until`, a resource
+    /// changed after it is left out (files hold latest versions only, F5).
     pub until: Instant,
     /// Compartment scope.
     pub scope: PatientScope,

@@ -130,7 +130,11 @@ mod tests {
                 time::Date::from_julian_day((days + 2_440_588) as i32).expect("in range");
             assert_eq!(
                 (y, m, d),
-                (expected.year(), u8::from(expected.month()) as u32, u32::from(expected.day()))
+                (
+                    expected.year(),
+                    u8::from(expected.month()) as u32,
+                    u32::from(expected.day())
+                )
             );
             assert_eq!(days_from_civil(y, m, d), days);
         }
@@ -139,19 +143,36 @@ mod tests {
     #[test]
     fn formats_parse_as_rfc3339() {
         let unix = unix_seconds(2019, 3, 4) + 3 * 3600 + 15 * 60;
-        let local = DateTime { unix, offset_minutes: -300 }.to_string();
+        let local = DateTime {
+            unix,
+            offset_minutes: -300,
+        }
+        .to_string();
         assert_eq!(local, "2019-03-03T22:15:00-05:00");
         let parsed = time::OffsetDateTime::parse(&local, &Rfc3339).unwrap();
         assert_eq!(parsed.unix_timestamp(), unix);
 
-        let utc = DateTime { unix, offset_minutes: 0 }.to_string();
+        let utc = DateTime {
+            unix,
+            offset_minutes: 0,
+        }
+        .to_string();
         assert_eq!(utc, "2019-03-04T03:15:00Z");
 
-        let instant = Instant { unix_millis: unix * 1000 + 7 }.to_string();
+        let instant = Instant {
+            unix_millis: unix * 1000 + 7,
+        }
+        .to_string();
         assert_eq!(instant, "2019-03-04T03:15:00.007Z");
         let parsed = time::OffsetDateTime::parse(&instant, &Rfc3339).unwrap();
         assert_eq!(parsed.unix_timestamp(), unix);
 
-        assert_eq!(Date { days: days_from_civil(1944, 2, 29) }.to_string(), "1944-02-29");
+        assert_eq!(
+            Date {
+                days: days_from_civil(1944, 2, 29)
+            }
+            .to_string(),
+            "1944-02-29"
+        );
     }
 }

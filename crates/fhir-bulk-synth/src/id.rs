@@ -125,9 +125,9 @@ impl ResourceId {
             u[3],
             u[4],
             u[5],
-            0x40 | (u[6] >> 4),           // version 4, then the high nibble of u[6]
-            (u[6] << 4) | (u[7] >> 4),    // low nibble of u[6], high nibble of u[7]
-            0x80 | (u[7] & 0x0F),         // RFC 4122 variant, then the low nibble of u[7]
+            0x40 | (u[6] >> 4),        // version 4, then the high nibble of u[6]
+            (u[6] << 4) | (u[7] >> 4), // low nibble of u[6], high nibble of u[7]
+            0x80 | (u[7] & 0x0F),      // RFC 4122 variant, then the low nibble of u[7]
             f[0],
             f[1],
             f[2],
@@ -218,7 +218,8 @@ mod tests {
 
     fn is_valid_fhir_id(s: &str) -> bool {
         (1..=64).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     }
 
     #[test]
@@ -229,8 +230,14 @@ mod tests {
         let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
         assert_eq!(lengths, [8, 4, 4, 4, 12], "{id}");
         assert!(groups[2].starts_with('4'), "version nibble: {id}");
-        assert!(matches!(&groups[3][..1], "8" | "9" | "a" | "b"), "variant: {id}");
-        assert!(id.bytes().all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(
+            matches!(&groups[3][..1], "8" | "9" | "a" | "b"),
+            "variant: {id}"
+        );
+        assert!(
+            id.bytes()
+                .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub fn reduce(expr: &str, base: &str) -> Result<Vec<Path>, String> {
 
 fn reduce_part(part: &str, base: &str) -> Result<Option<Path>, String> {
     let segments = split_top_level(part, '.');
-    let (first, rest) = segments.split_first().ok_or_else(|| format!("empty part in '{part}'"))?;
+    let (first, rest) = segments
+        .split_first()
+        .ok_or_else(|| format!("empty part in '{part}'"))?;
     let first = first.trim();
     let mut path = if let Some(inner) = first.strip_prefix('(').and_then(|s| s.strip_suffix(')')) {
         let (of, ty) = inner
@@ -53,6 +55,8 @@ fn reduce_part(part: &str, base: &str) -> Result<Option<Path>, String> {
         }
     } else if first == base {
         Vec::new()
+    } else if is_identifier(first) && first.starts_with(|c: char| c.is_ascii_lowercase()) {
+        vec![Step::Field(first.to_string())] // relative to the resource, e.g. InsurancePlan `name | alias`
     } else if is_identifier(first) && first.starts_with(|c: char| c.is_ascii_uppercase()) {
         return Ok(None); // another base type of a multi-base parameter
     } else {
@@ -65,7 +69,9 @@ fn reduce_part(part: &str, base: &str) -> Result<Option<Path>, String> {
         } else if let Some(ty) = call_arg(segment, "as").or_else(|| call_arg(segment, "ofType")) {
             cast(&mut path, ty, part)?;
         } else if let Some(cond) = call_arg(segment, "where") {
-            path.push(condition(cond).ok_or_else(|| format!("'{part}': cannot reduce '{segment}'"))?);
+            path.push(
+                condition(cond).ok_or_else(|| format!("'{part}': cannot reduce '{segment}'"))?,
+            );
         } else {
             return Err(format!("'{part}': cannot reduce '{segment}'"));
         }
@@ -106,7 +112,10 @@ fn condition(cond: &str) -> Option<Step> {
 
 /// `name(arg)` → `arg`.
 fn call_arg<'a>(segment: &'a str, name: &str) -> Option<&'a str> {
-    segment.strip_prefix(name)?.strip_prefix('(')?.strip_suffix(')')
+    segment
+        .strip_prefix(name)?
+        .strip_prefix('(')?
+        .strip_suffix(')')
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -145,15 +154,30 @@ mod tests {
     fn reduces_the_r4_shapes() {
         assert_eq!(
             reduce("Account.subject.where(resolve() is Patient)", "Account"),
-            Ok(vec![vec![field("subject"), Step::ResolvesTo("Patient".into())]])
+            Ok(vec![vec![
+                field("subject"),
+                Step::ResolvesTo("Patient".into())
+            ]])
         );
         assert_eq!(
-            reduce("(Observation.value as Quantity) | (Observation.component.value as Quantity)", "Observation"),
-            Ok(vec![vec![field("valueQuantity")], vec![field("component"), field("valueQuantity")]])
+            reduce(
+                "(Observation.value as Quantity) | (Observation.component.value as Quantity)",
+                "Observation"
+            ),
+            Ok(vec![
+                vec![field("valueQuantity")],
+                vec![field("component"), field("valueQuantity")]
+            ])
         );
         assert_eq!(
-            reduce("Condition.onset.as(dateTime) | Condition.onset.as(Period)", "Condition"),
-            Ok(vec![vec![field("onsetDateTime")], vec![field("onsetPeriod")]])
+            reduce(
+                "Condition.onset.as(dateTime) | Condition.onset.as(Period)",
+                "Condition"
+            ),
+            Ok(vec![
+                vec![field("onsetDateTime")],
+                vec![field("onsetPeriod")]
+            ])
         );
         assert_eq!(
             reduce("(Observation.value as CodeableConcept).text", "Observation"),
@@ -164,11 +188,27 @@ mod tests {
             Ok(vec![vec![field("itemReference")]])
         );
         assert_eq!(
-            reduce("Patient.telecom.where(system='email') | Person.telecom", "Patient"),
-            Ok(vec![vec![field("telecom"), Step::Where("system".into(), "email".into())]])
+            reduce(
+                "Patient.telecom.where(system='email') | Person.telecom",
+                "Patient"
+            ),
+            Ok(vec![vec![
+                field("telecom"),
+                Step::Where("system".into(), "email".into())
+            ]])
         );
         assert_eq!(reduce("Person.telecom", "Patient"), Ok(vec![]));
+        assert_eq!(
+            reduce("name | alias", "InsurancePlan"),
+            Ok(vec![vec![field("name")], vec![field("alias")]])
+        );
         assert!(reduce("Bundle.entry[0].resource", "Bundle").is_err());
-        assert!(reduce("Patient.deceased.exists() and Patient.deceased != false", "Patient").is_err());
+        assert!(
+            reduce(
+                "Patient.deceased.exists() and Patient.deceased != false",
+                "Patient"
+            )
+            .is_err()
+        );
     }
 }

@@ -1,0 +1,234 @@
+//! `$export` kick-off at the three levels (§1–§3): check the headers, parse the parameters
+//! (GET query or POST `Parameters`), plan the units, write the job, answer `202 Accepted`
+//! with an absolute `Content-Location` at once. The export itself runs in the engine.
+
+use crate::app::AppState;
+use crate::base::Base;
+use crate::engine::JobParams;
+use crate::error::ApiError;
+use crate::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fhir_bulk_spec::compartment::is_compartment_type;
+use fhir_bulk_spec::kickoff::{self, Level, Prefer, Supported};
+use fhir_bulk_spec::outcome::{Severity, outcome};
+use fhir_bulk_store::{NewJob, NewUnit, PatientScope, UnitKind};
+
+/// What this server implements of the optional parameters (K5: the rest are unsupported).
+const SUPPORTED: Supported = Supported {
+    type_filter: false,
+    elements: false,
+    include_associated_data: false,
+    organize_output_by: false,
+    allow_partial_manifests: false,
+};
+
+/// `[base]/$export`.
+pub async fn system(
+    state: State<AppState>,
+    base: Base,
+    method: Method,
+    headers: HeaderMap,
+    query: RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    kickoff(state, base, Level::System, method, headers, query, body).await
+}
+
+/// `[base]/Patient/$export`.
+pub async fn patient(
+    state: State<AppState>,
+    base: Base,
+    method: Method,
+    headers: HeaderMap,
+    query: RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    kickoff(state, base, Level::Patient, method, headers, query, body).await
+}
+
+/// `[base]/Group/[id]/$export`.
+pub async fn group(
+    state: State<AppState>,
+    base: Base,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    query: RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    kickoff(state, base, Level::Group(id), method, headers, query, body).await
+}
+
+/// K3/K4: `Accept: application/fhir+json` and `Prefer: respond-async` are required here;
+/// a missing or wrong one is a 400 that says what to send.
+fn check_headers(headers: &HeaderMap) -> Result<Prefer, ApiError> {
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .collect();
+    if accept.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the Accept header is missing; a bulk data kick-off must send 'Accept: application/fhir+json' (K3)".into(),
+        ));
+    }
+    if !accept.iter().any(|a| a.eq_ignore_ascii_case(fhir_bulk_spec::FHIR_JSON)) {
+        return Err(ApiError::BadRequest(format!(
+            "the Accept header '{}' is not supported for a kick-off; send 'Accept: application/fhir+json' (K3)",
+            accept.join(", ")
+        )));
+    }
+    let prefer = Prefer::parse(headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()));
+    if !prefer.respond_async {
+        return Err(ApiError::BadRequest(
+            "the Prefer header must include 'respond-async': a bulk export is asynchronous; send 'Prefer: respond-async' (K4)"
+                .into(),
+        ));
+    }
+    Ok(prefer)
+}
+
+/// The kick-off URL as the client sent it (M2), without parameters for POST.
+fn request_url(base: &Base, level: &Level, query: Option<&str>) -> String {
+    let path = match level {
+        Level::System => "$export".to_string(),
+        Level::Patient => "Patient/$export".to_string(),
+        Level::Group(id) => format!("Group/{id}/$export"),
+    };
+    match query.filter(|q| !q.is_empty()) {
+        Some(q) => format!("{}?{q}", base.join(&path)),
+        None => base.join(&path),
+    }
+}
+
+async fn kickoff(
+    State(state): State<AppState>,
+    base: Base,
+    level: Level,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let prefer = check_headers(&headers)?;
+    let is_post = method == Method::POST;
+    let mut raw = kickoff::params_from_query(
+        url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()).into_owned(),
+    );
+    if is_post {
+        if !raw.is_empty() {
+            return Err(ApiError::BadRequest(
+                "a POST kick-off takes its parameters from the Parameters body, not the query string (K1)".into(),
+            ));
+        }
+        let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!("the POST body is not JSON ({e}); send a FHIR Parameters resource"))
+        })?;
+        raw = kickoff::params_from_body(&json).map_err(|e| ApiError::BadRequest(e.message))?;
+    }
+    let (request, warnings) = kickoff::parse(&raw, &level, is_post, prefer.handling, SUPPORTED)
+        .map_err(|e| ApiError::BadRequest(e.message))?;
+    let tenant = &base.tenant;
+
+    // The compartment scope, and the checks a Group or patient list needs (P6, G1).
+    let scope = match &level {
+        Level::System => PatientScope::All,
+        Level::Patient if request.patients.is_empty() => PatientScope::AnyPatient,
+        Level::Patient => PatientScope::Patients(request.patients.clone()),
+        Level::Group(id) => {
+            let members = state
+                .store
+                .group_members(tenant, id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("Group/{id} does not exist")))?;
+            if request.patients.is_empty() {
+                PatientScope::Group(id.clone())
+            } else {
+                for p in &request.patients {
+                    if !members.iter().any(|(t, m)| t == "Patient" && m == p) {
+                        return Err(ApiError::BadRequest(format!(
+                            "patient 'Patient/{p}' is not a member of Group/{id} (P6)"
+                        )));
+                    }
+                }
+                PatientScope::Patients(request.patients.clone())
+            }
+        }
+    };
+    if let PatientScope::Patients(ids) = &scope {
+        for p in ids {
+            let live = state.store.read(tenant, "Patient", p).await?.is_some_and(|r| !r.deleted);
+            if !live {
+                return Err(ApiError::BadRequest(format!("patient 'Patient/{p}' does not exist (P6)")));
+            }
+        }
+    }
+
+    // KR3: a bounded number of running exports per client.
+    let client_id: Option<String> = None;
+    let active = state.store.active_jobs(tenant, client_id.as_deref()).await?;
+    if active >= state.config.max_exports_per_client {
+        return Err(ApiError::TooManyRequests {
+            message: format!(
+                "{active} exports of this client are already running (limit {}); wait for one to finish or DELETE it",
+                state.config.max_exports_per_client
+            ),
+            retry_after: 30,
+        });
+    }
+
+    // Units: one per type (P4: `_type`, else every type held that the level covers), one per
+    // type for deletions when `_since` is given (M5), one for lenient warnings (K5).
+    let counts = state.store.type_counts(tenant).await?;
+    let in_level = |t: &str| level == Level::System || is_compartment_type(t);
+    let types: Vec<String> = match &request.types {
+        Some(ts) => ts.clone(),
+        None => counts.iter().map(|(t, _)| t.clone()).filter(|t| in_level(t)).collect(),
+    };
+    let estimate = |t: &str| counts.iter().find(|(c, _)| c == t).map_or(0, |(_, n)| *n);
+    let mut units: Vec<NewUnit> = types
+        .iter()
+        .map(|t| NewUnit { resource_type: t.clone(), kind: UnitKind::Output, estimate: estimate(t) })
+        .collect();
+    if request.since.is_some() {
+        units.extend(types.iter().map(|t| NewUnit { resource_type: t.clone(), kind: UnitKind::Deleted, estimate: 0 }));
+    }
+    if !warnings.is_empty() {
+        units.push(NewUnit { resource_type: "OperationOutcome".into(), kind: UnitKind::Error, estimate: 0 });
+    }
+
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let params = JobParams { level: level.clone(), request, scope, warnings };
+    let job = state
+        .store
+        .create_job(NewJob {
+            tenant: tenant.clone(),
+            id: id.clone(),
+            client_id,
+            request_url: request_url(&base, &level, if is_post { None } else { query.as_deref() }),
+            params: serde_json::to_value(&params).map_err(|e| ApiError::Internal(e.to_string()))?,
+            units,
+            ttl_seconds: state.config.job_ttl.as_secs() as i64,
+        })
+        .await?;
+    state.wake.notify_waiters();
+    tracing::info!(job = %job.id, tenant = %tenant, level = ?level, "export kicked off");
+
+    let location = base.join(&format!("bulk-status/{id}"));
+    let body = outcome(
+        Severity::Information,
+        "informational",
+        &format!("export job {id} accepted; poll {location} for its status"),
+    );
+    let mut resp = (StatusCode::ACCEPTED, body.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON));
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        h.insert(header::CONTENT_LOCATION, v);
+    }
+    Ok(resp)
+}

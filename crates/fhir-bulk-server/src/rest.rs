@@ -1,0 +1,314 @@
+//! The FHIR REST surface users need around export: read, create, update, delete, the
+//! transaction/batch endpoint, and search of Patient and Group (G2).
+//!
+//! Every write goes through the store's validation ([`Write::put`]); a Bundle is applied in
+//! one transaction, so a failing entry leaves nothing written.
+
+use crate::app::AppState;
+use crate::base::Base;
+use crate::body::Body;
+use crate::error::ApiError;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fhir_bulk_spec::bundle::{self, EntryAction};
+use fhir_bulk_spec::resource_type::is_resource_type;
+use fhir_bulk_store::{SearchQuery, StoreError, Write, WriteResult};
+use serde_json::Value;
+
+/// Default and largest `_count` of a search page.
+const DEFAULT_COUNT: usize = 50;
+const MAX_COUNT: usize = 1000;
+
+fn known_type(t: &str) -> Result<(), ApiError> {
+    if is_resource_type(t) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("'{t}' is not an R4 resource type")))
+    }
+}
+
+fn fhir_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON));
+    resp
+}
+
+/// Adds `ETag`, `Last-Modified` and (for creates) `Location` of a written version.
+fn version_headers(mut resp: Response, base: &Base, r: &WriteResult, location: bool) -> Response {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", r.version)) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(r.last_updated.to_offset().into())) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    if location {
+        let url = base.join(&format!("{}/{}/_history/{}", r.resource_type, r.id, r.version));
+        if let Ok(v) = HeaderValue::from_str(&url) {
+            h.insert(header::LOCATION, v);
+        }
+    }
+    resp
+}
+
+/// Parses a request body as a JSON resource (415/400 with a clear message otherwise).
+fn parse_resource(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if mime != "application/fhir+json" && mime != "application/json" && mime != "application/json+fhir" {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Type '{ct}' is not supported; send application/fhir+json"
+            )));
+        }
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::BadRequest("the body must be a JSON object (a FHIR resource)".into()));
+    }
+    Ok(v)
+}
+
+/// `GET [base]/{type}/{id}`.
+pub async fn read(
+    State(state): State<AppState>,
+    base: Base,
+    Path((rt, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    known_type(&rt)?;
+    let r = state
+        .store
+        .read(&base.tenant, &rt, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{rt}/{id} does not exist")))?;
+    let Some(json) = r.json else {
+        return Err(ApiError::Gone(format!("{rt}/{id} was deleted")));
+    };
+    let resp = fhir_response(StatusCode::OK, json);
+    let wr = WriteResult {
+        resource_type: rt,
+        id,
+        version: r.version,
+        last_updated: r.last_updated,
+        created: false,
+        existed: true,
+        json: None,
+    };
+    Ok(version_headers(resp, &base, &wr, false))
+}
+
+/// `PUT [base]/{type}/{id}`: create or update.
+pub async fn update(
+    State(state): State<AppState>,
+    base: Base,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    known_type(&rt)?;
+    let mut resource = parse_resource(&headers, &body)?;
+    check_type(&resource, &rt)?;
+    match resource.get("id") {
+        None => resource["id"] = Value::String(id.clone()),
+        Some(Value::String(b)) if *b == id => {}
+        Some(b) => {
+            return Err(ApiError::BadRequest(format!(
+                "the resource id {b} differs from the id '{id}' in the URL"
+            )));
+        }
+    }
+    let write = Write::put(resource)?;
+    let r = single(state.store.write(&base.tenant, vec![write]).await?)?;
+    let status = if r.created { StatusCode::CREATED } else { StatusCode::OK };
+    let resp = fhir_response(status, r.json.clone().unwrap_or_default());
+    Ok(version_headers(resp, &base, &r, true))
+}
+
+/// `POST [base]/{type}`: create with a server-assigned id.
+pub async fn create(
+    State(state): State<AppState>,
+    base: Base,
+    Path(rt): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    known_type(&rt)?;
+    let mut resource = parse_resource(&headers, &body)?;
+    check_type(&resource, &rt)?;
+    resource["id"] = Value::String(uuid::Uuid::new_v4().to_string());
+    let write = Write::put(resource)?;
+    let r = single(state.store.write(&base.tenant, vec![write]).await?)?;
+    let resp = fhir_response(StatusCode::CREATED, r.json.clone().unwrap_or_default());
+    Ok(version_headers(resp, &base, &r, true))
+}
+
+/// `DELETE [base]/{type}/{id}`: leaves a tombstone (reported by `_since` exports).
+pub async fn delete(
+    State(state): State<AppState>,
+    base: Base,
+    Path((rt, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    known_type(&rt)?;
+    let write = Write::delete(&rt, &id)?;
+    state.store.write(&base.tenant, vec![write]).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn check_type(resource: &Value, rt: &str) -> Result<(), ApiError> {
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some(t) if t == rt => Ok(()),
+        Some(t) => Err(ApiError::BadRequest(format!("the body is a {t}, but the URL is for {rt}"))),
+        None => Err(ApiError::BadRequest("the resource has no resourceType".into())),
+    }
+}
+
+fn single(mut results: Vec<WriteResult>) -> Result<WriteResult, ApiError> {
+    results.pop().ok_or_else(|| ApiError::Internal("the store returned no write result".into()))
+}
+
+/// `POST [base]` with a `transaction` or `batch` Bundle, applied atomically.
+pub async fn transaction(
+    State(state): State<AppState>,
+    base: Base,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let bundle_value = parse_resource(&headers, &body)?;
+    if bundle_value.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(ApiError::BadRequest("POST to the base takes a transaction or batch Bundle".into()));
+    }
+    let kind = bundle::bundle_type(&bundle_value).unwrap_or_default().to_string();
+    if kind != "transaction" && kind != "batch" {
+        return Err(ApiError::BadRequest(format!(
+            "Bundle type '{kind}' cannot be POSTed to the base; use transaction or batch"
+        )));
+    }
+    let mut new_id = || uuid::Uuid::new_v4().to_string();
+    let actions = bundle::entries(&bundle_value, &mut new_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let writes = actions
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            match a {
+                EntryAction::Put { resource, .. } => Write::put(resource),
+                EntryAction::Delete { resource_type, id } => Write::delete(&resource_type, &id),
+            }
+            .map_err(|e| match e {
+                StoreError::Invalid(m) => ApiError::BadRequest(format!("Bundle entry {i}: {m}")),
+                other => other.into(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = state.store.write(&base.tenant, writes).await?;
+    let entries: Vec<Value> = results
+        .iter()
+        .map(|r| {
+            let status = match (&r.json, r.created) {
+                (None, _) => "204 No Content",
+                (Some(_), true) => "201 Created",
+                (Some(_), false) => "200 OK",
+            };
+            let mut response = serde_json::json!({"status": status, "lastModified": r.last_updated.to_string()});
+            if r.json.is_some() {
+                response["location"] = Value::String(format!("{}/{}/_history/{}", r.resource_type, r.id, r.version));
+                response["etag"] = Value::String(format!("W/\"{}\"", r.version));
+            }
+            serde_json::json!({"response": response})
+        })
+        .collect();
+    let out = serde_json::json!({"resourceType": "Bundle", "type": format!("{kind}-response"), "entry": entries});
+    Ok(fhir_response(StatusCode::OK, out.to_string().into_bytes()))
+}
+
+/// `GET [base]/Patient` and `GET [base]/Group` (G2): `_id`, `identifier`, `name` (Group),
+/// `_count`, `_summary=count`, paged with `_offset`.
+pub async fn search(
+    State(state): State<AppState>,
+    base: Base,
+    Path(rt): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    known_type(&rt)?;
+    if rt != "Patient" && rt != "Group" {
+        return Err(ApiError::BadRequest(format!(
+            "search is supported on Patient and Group only; use $export for {rt}"
+        )));
+    }
+    let mut q = SearchQuery { resource_type: rt.clone(), count: DEFAULT_COUNT, ..Default::default() };
+    let mut summary_count = false;
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()).into_owned() {
+        let list = || value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        match name.as_str() {
+            "_id" => q.ids.extend(list()),
+            "identifier" => q.identifiers.extend(list().map(|v| match v.split_once('|') {
+                Some(("", val)) => (Some(String::new()), val.to_string()),
+                Some((sys, val)) => (Some(sys.to_string()), val.to_string()),
+                None => (None, v),
+            })),
+            "name" if rt == "Group" => q.names.extend(list()),
+            "_count" => {
+                q.count = value
+                    .parse::<usize>()
+                    .map_err(|_| ApiError::BadRequest(format!("_count '{value}' is not a number")))?
+                    .min(MAX_COUNT);
+            }
+            "_offset" => {
+                q.offset = value
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest(format!("_offset '{value}' is not a number")))?;
+                continue;
+            }
+            "_summary" if value == "count" => summary_count = true,
+            "_format" => continue,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "search parameter '{other}' is not supported on {rt} (supported: _id, identifier{}, _count, _summary=count)",
+                    if rt == "Group" { ", name" } else { "" }
+                )));
+            }
+        }
+        kept.push((name, value));
+    }
+    if summary_count {
+        q.count = 0;
+    }
+    let page = state.store.search(&base.tenant, q.clone()).await?;
+    let link = |offset: usize| {
+        let mut ser = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &kept {
+            ser.append_pair(k, v);
+        }
+        ser.append_pair("_offset", &offset.to_string());
+        format!("{}?{}", base.join(&rt), ser.finish())
+    };
+    let mut links = vec![serde_json::json!({"relation": "self", "url": link(q.offset)})];
+    if q.count > 0 && (q.offset + q.count) < page.total as usize {
+        links.push(serde_json::json!({"relation": "next", "url": link(q.offset + q.count)}));
+    }
+    if q.count > 0 && q.offset > 0 {
+        links.push(serde_json::json!({"relation": "previous", "url": link(q.offset.saturating_sub(q.count))}));
+    }
+    // Entries embed the stored bytes as they are (no re-serialisation).
+    let mut out = format!(
+        "{{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":{},\"link\":{},\"entry\":[",
+        page.total,
+        Value::Array(links)
+    )
+    .into_bytes();
+    for (i, json) in page.resources.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let id = serde_json::from_slice::<Value>(json)
+            .ok()
+            .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default();
+        out.extend_from_slice(format!("{{\"fullUrl\":{},\"resource\":", Value::String(base.join(&format!("{rt}/{id}")))).as_bytes());
+        out.extend_from_slice(json);
+        out.extend_from_slice(b",\"search\":{\"mode\":\"match\"}}");
+    }
+    out.extend_from_slice(b"]}");
+    Ok(fhir_response(StatusCode::OK, out))
+}

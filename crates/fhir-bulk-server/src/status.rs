@@ -1,0 +1,148 @@
+//! Status polling (§4), the manifest (§5) and cancel (§6) on the `Content-Location` URL.
+
+use crate::app::AppState;
+use crate::base::Base;
+use crate::error::ApiError;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fhir_bulk_spec::instant::Instant;
+use fhir_bulk_spec::manifest::{Manifest, OutputFile};
+use fhir_bulk_spec::outcome::{Severity, outcome};
+use fhir_bulk_store::{FileKind, Job, JobFile, JobStatus, Unit};
+
+/// The job `id` as its owner may see it: 404 for unknown, cancelled (D3) and other
+/// tenants' or clients' jobs alike, so a job id reveals nothing; 404 after expiry too.
+pub(crate) async fn visible_job(state: &AppState, base: &Base, id: &str) -> Result<Job, ApiError> {
+    let not_found = || {
+        ApiError::NotFound(format!(
+            "no export job '{id}': it never existed, was cancelled with DELETE, expired, or belongs to another client"
+        ))
+    };
+    let job = state.store.job(&base.tenant, id).await?.ok_or_else(not_found)?;
+    if job.status == JobStatus::Cancelled || job.expires_at <= Instant::now() {
+        return Err(not_found());
+    }
+    Ok(job)
+}
+
+/// `GET` status: 202 with `X-Progress`/`Retry-After` while running (ST3), 200 with the
+/// manifest when complete (ST7), 500 with an OperationOutcome when failed (ST5).
+pub async fn poll(State(state): State<AppState>, base: Base, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let job = visible_job(&state, &base, &id).await?;
+    match job.status {
+        JobStatus::Running => {
+            let units = state.store.units(&job.id).await?;
+            let (progress, retry_after) = progress(&job, &units, Instant::now());
+            let mut resp = StatusCode::ACCEPTED.into_response();
+            let h = resp.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&progress) {
+                h.insert("x-progress", v);
+            }
+            h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            Ok(resp)
+        }
+        JobStatus::Failed => Err(ApiError::JobFailed(format!(
+            "export job {id} failed: {}",
+            job.error.as_deref().unwrap_or("unknown reason")
+        ))),
+        JobStatus::Completed => {
+            let files = state.store.files(&job.id).await?;
+            let manifest = manifest(&base, &job, &files, state.config.auth_enabled);
+            let body = serde_json::to_string(&manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let mut resp = (StatusCode::OK, body).into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let expires = httpdate::fmt_http_date(job.expires_at.to_offset().into());
+            if let Ok(v) = HeaderValue::from_str(&expires) {
+                h.insert(header::EXPIRES, v);
+            }
+            Ok(resp)
+        }
+        JobStatus::Cancelled => unreachable!("visible_job hides cancelled jobs"),
+    }
+}
+
+/// `DELETE` status: cancels a running job or releases a finished one (D1, D2); files are
+/// purged by the engine and later polls answer 404 (D3).
+pub async fn cancel(State(state): State<AppState>, base: Base, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let job = visible_job(&state, &base, &id).await?;
+    if !state.store.cancel_job(&base.tenant, &job.id).await? {
+        return Err(ApiError::NotFound(format!("no export job '{id}'")));
+    }
+    tracing::info!(job = %id, "export job deleted by client");
+    let body = outcome(Severity::Information, "informational", &format!("export job {id} deleted; its files will be removed"));
+    let mut resp = (StatusCode::ACCEPTED, body.to_string()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON));
+    Ok(resp)
+}
+
+/// `X-Progress` text (under 100 characters, ST3) and `Retry-After` seconds from the rate
+/// so far: about a fifth of the time left, between 1 and 120 seconds.
+pub(crate) fn progress(job: &Job, units: &[Unit], now: Instant) -> (String, u64) {
+    let written: u64 = units.iter().map(|u| u.written).sum();
+    let estimate: u64 = units.iter().map(|u| u.estimate).sum::<u64>().max(written);
+    let done = units.iter().filter(|u| u.done).count();
+    let pct = if estimate == 0 { 0 } else { (written * 100 / estimate).min(99) };
+    let text = format!(
+        "in-progress: {pct}% ({} of ~{} resources, {done}/{} units)",
+        group_digits(written),
+        group_digits(estimate),
+        units.len()
+    );
+    let elapsed = ((now.0 - job.created_at.0).max(0) as f64) / 1e6;
+    let retry = if written == 0 || elapsed <= 0.0 {
+        2
+    } else {
+        let rate = written as f64 / elapsed;
+        let left = (estimate - written) as f64 / rate;
+        (left / 5.0).ceil() as u64
+    };
+    (text, retry.clamp(1, 120))
+}
+
+fn group_digits(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The manifest of a completed job (M1–M6): files in unit order, absolute URLs.
+pub(crate) fn manifest(base: &Base, job: &Job, files: &[JobFile], requires_access_token: bool) -> Manifest {
+    let entry = |f: &JobFile| OutputFile {
+        resource_type: Some(f.resource_type.clone()),
+        url: base.join(&format!("bulk-files/{}/{}", job.id, f.name)),
+        count: Some(f.count),
+        continues_in_file: None,
+    };
+    let of = |kind: FileKind| files.iter().filter(|f| f.kind == kind).map(entry).collect::<Vec<_>>();
+    Manifest {
+        transaction_time: job.transaction_time.to_string(),
+        request: job.request_url.clone(),
+        requires_access_token,
+        output_organized_by: None,
+        output: of(FileKind::Output),
+        deleted: of(FileKind::Deleted),
+        error: of(FileKind::Error),
+        link: Vec::new(),
+        extension: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits() {
+        assert_eq!(group_digits(0), "0");
+        assert_eq!(group_digits(38473), "38,473");
+        assert_eq!(group_digits(1234567), "1,234,567");
+    }
+}

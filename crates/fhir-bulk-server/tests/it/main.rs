@@ -1,0 +1,8 @@
+//! Integration tests of the fhir-bulk server: one binary, one module per feature. Every test
+//! starts a real server on a free loopback port and talks HTTP to it.
+
+mod export;
+mod harness;
+mod ingest;
+mod kickoff;
+mod rest;
