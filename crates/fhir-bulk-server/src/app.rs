@@ -37,14 +37,26 @@ pub fn router(state: AppState) -> Router {
         .route("/metadata", get(metadata::capability_statement))
         // Bulk data kick-off (K1, K2), status (ST*), cancel (D*), files (F*).
         .route("/$export", get(kickoff::system).post(kickoff::system))
-        .route("/Patient/$export", get(kickoff::patient).post(kickoff::patient))
-        .route("/Group/{id}/$export", get(kickoff::group).post(kickoff::group))
-        .route("/bulk-status/{job}", get(status::poll).delete(status::cancel))
+        .route(
+            "/Patient/$export",
+            get(kickoff::patient).post(kickoff::patient),
+        )
+        .route(
+            "/Group/{id}/$export",
+            get(kickoff::group).post(kickoff::group),
+        )
+        .route(
+            "/bulk-status/{job}",
+            get(status::poll).delete(status::cancel),
+        )
         .route("/bulk-files/{job}/{file}", get(files::download))
         // FHIR REST around export.
         .route("/", axum::routing::post(rest::transaction))
         .route("/{type}", get(rest::search).post(rest::create))
-        .route("/{type}/{id}", get(rest::read).put(rest::update).delete(rest::delete))
+        .route(
+            "/{type}/{id}",
+            get(rest::read).put(rest::update).delete(rest::delete),
+        )
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/fhir", fhir)
@@ -54,7 +66,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("there is nothing at {}; the FHIR base is /fhir", uri.path()))
+    ApiError::NotFound(format!(
+        "there is nothing at {}; the FHIR base is /fhir",
+        uri.path()
+    ))
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
@@ -73,9 +88,16 @@ pub async fn serve(
     let sink = LocalSink::new(&config.output_dir);
     sink.check().await?;
     let engine = Engine::start(Arc::clone(&store), sink.clone(), Arc::clone(&config));
-    let state = AppState { store, config, sink, wake: engine.waker() };
+    let state = AppState {
+        store,
+        config,
+        sink,
+        wake: engine.waker(),
+    };
     let app = router(state);
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     engine.shutdown(Duration::from_secs(10)).await;
     result
 }

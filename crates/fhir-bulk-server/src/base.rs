@@ -31,7 +31,10 @@ impl FromRequestParts<AppState> for Base {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         // Inside a nested router `uri` has lost its prefix; the original has the tenant.
-        let original = parts.extensions.get::<axum::extract::OriginalUri>().map(|o| o.0.clone());
+        let original = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map(|o| o.0.clone());
         let uri = original.as_ref().unwrap_or(&parts.uri);
         let path = uri.path();
         let tenant = if path == "/fhir" || path.starts_with("/fhir/") {

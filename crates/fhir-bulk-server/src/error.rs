@@ -114,7 +114,10 @@ impl IntoResponse for ApiError {
         let body = outcome(Severity::Error, self.code(), &diagnostics).to_string();
         let mut resp = (status, body).into_response();
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON),
+        );
         match &self {
             ApiError::Unauthorized(_) => {
                 h.insert(

@@ -2,6 +2,7 @@
 //! downloads (206), `Content-Encoding: gzip` when the client accepts it (F4), `HEAD`.
 
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::base::Base;
 use crate::error::ApiError;
 use crate::status::visible_job;
@@ -19,10 +20,11 @@ const STREAM_BUFFER: usize = 256 * 1024;
 pub async fn download(
     State(state): State<AppState>,
     base: Base,
+    caller: Caller,
     Path((job_id, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let job = visible_job(&state, &base, &job_id).await?;
+    let job = visible_job(&state, &base, &caller, &job_id).await?;
     // Only files committed with their unit are served (never a `.part` or a stray attempt).
     let files = state.store.files(&job.id).await?;
     let file = files
@@ -33,7 +35,11 @@ pub async fn download(
     let mut f = tokio::fs::File::open(&path)
         .await
         .map_err(|e| ApiError::Internal(format!("opening {}: {e}", path.display())))?;
-    let size = f.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?.len();
+    let size = f
+        .metadata()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .len();
 
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, fhir_bulk_spec::FHIR_NDJSON)
@@ -43,14 +49,18 @@ pub async fn download(
 
     if let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         let (start, end) = parse_range(range, size)?;
-        f.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        f.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let len = end - start + 1;
         let stream = ReaderStream::with_capacity(f.take(len), STREAM_BUFFER);
         builder = builder
             .status(StatusCode::PARTIAL_CONTENT)
             .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"))
             .header(header::CONTENT_LENGTH, len);
-        return builder.body(Body::from_stream(stream)).map_err(|e| ApiError::Internal(e.to_string()));
+        return builder
+            .body(Body::from_stream(stream))
+            .map_err(|e| ApiError::Internal(e.to_string()));
     }
 
     if accepts_gzip(&headers) {
@@ -60,36 +70,59 @@ pub async fn download(
             async_compression::Level::Fastest,
         );
         let stream = ReaderStream::with_capacity(encoder, STREAM_BUFFER);
-        builder = builder.status(StatusCode::OK).header(header::CONTENT_ENCODING, "gzip").header(header::VARY, "accept-encoding");
-        return builder.body(Body::from_stream(stream)).map_err(|e| ApiError::Internal(e.to_string()));
+        builder = builder
+            .status(StatusCode::OK)
+            .header(header::CONTENT_ENCODING, "gzip")
+            .header(header::VARY, "accept-encoding");
+        return builder
+            .body(Body::from_stream(stream))
+            .map_err(|e| ApiError::Internal(e.to_string()));
     }
 
     let stream = ReaderStream::with_capacity(f, STREAM_BUFFER);
-    builder = builder.status(StatusCode::OK).header(header::CONTENT_LENGTH, size).header(header::VARY, "accept-encoding");
-    builder.body(Body::from_stream(stream)).map_err(|e| ApiError::Internal(e.to_string()))
+    builder = builder
+        .status(StatusCode::OK)
+        .header(header::CONTENT_LENGTH, size)
+        .header(header::VARY, "accept-encoding");
+    builder
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// True when `Accept-Encoding` lists gzip with a non-zero quality.
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
-        let mut parts = item.split(';');
-        let coding = parts.next().unwrap_or("").trim();
-        let q = parts
-            .find_map(|p| p.trim().strip_prefix("q="))
-            .and_then(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
-        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && q > 0.0
-    })
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && q > 0.0
+        })
 }
 
 /// One `bytes=` range (`a-b`, `a-`, `-n`) of a file of `size` bytes, as inclusive offsets.
 fn parse_range(value: &str, size: u64) -> Result<(u64, u64), ApiError> {
-    let bad = |why: &str| ApiError::RangeNotSatisfiable { message: format!("Range '{value}': {why}"), size };
-    let spec = value.trim().strip_prefix("bytes=").ok_or_else(|| bad("only bytes ranges are supported"))?;
+    let bad = |why: &str| ApiError::RangeNotSatisfiable {
+        message: format!("Range '{value}': {why}"),
+        size,
+    };
+    let spec = value
+        .trim()
+        .strip_prefix("bytes=")
+        .ok_or_else(|| bad("only bytes ranges are supported"))?;
     if spec.contains(',') {
         return Err(bad("only one range per request is supported"));
     }
-    let (a, b) = spec.split_once('-').ok_or_else(|| bad("expected start-end"))?;
+    let (a, b) = spec
+        .split_once('-')
+        .ok_or_else(|| bad("expected start-end"))?;
     let (a, b) = (a.trim(), b.trim());
     let (start, end) = if a.is_empty() {
         let n: u64 = b.parse().map_err(|_| bad("bad suffix length"))?;
@@ -99,7 +132,13 @@ fn parse_range(value: &str, size: u64) -> Result<(u64, u64), ApiError> {
         (size.saturating_sub(n), size.saturating_sub(1))
     } else {
         let start: u64 = a.parse().map_err(|_| bad("bad start"))?;
-        let end = if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| bad("bad end"))?.min(size.saturating_sub(1)) };
+        let end = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse::<u64>()
+                .map_err(|_| bad("bad end"))?
+                .min(size.saturating_sub(1))
+        };
         (start, end)
     };
     if size == 0 || start >= size || end < start {
@@ -129,9 +168,15 @@ mod tests {
     fn gzip_negotiation() {
         let mut h = HeaderMap::new();
         assert!(!accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("deflate, gzip;q=0.5"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("deflate, gzip;q=0.5"),
+        );
         assert!(accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip;q=0"),
+        );
         assert!(!accepts_gzip(&h));
     }
 }

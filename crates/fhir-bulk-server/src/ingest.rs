@@ -229,7 +229,10 @@ pub async fn load_paths(
     let total = found.sources.iter().map(|s| s.size).sum();
     progress.start(found.sources.len(), total);
     let counters = Arc::new(Counters::default());
-    let mut report = LoadReport { skipped: found.skipped, ..LoadReport::default() };
+    let mut report = LoadReport {
+        skipped: found.skipped,
+        ..LoadReport::default()
+    };
     for src in found.sources {
         let file = load_source(store, tenant, src, &counters, progress).await?;
         progress.file_loaded(&file);
@@ -246,13 +249,21 @@ pub async fn load_file(
     path: &Path,
     progress: &dyn LoadProgress,
 ) -> Result<FileReport, IngestError> {
-    let format = Format::of(path).ok_or_else(|| IngestError::UnknownFormat { path: path.into() })?;
+    let format =
+        Format::of(path).ok_or_else(|| IngestError::UnknownFormat { path: path.into() })?;
     let size = tokio::fs::metadata(path)
         .await
-        .map_err(|source| IngestError::Io { path: path.into(), source })?
+        .map_err(|source| IngestError::Io {
+            path: path.into(),
+            source,
+        })?
         .len();
     progress.start(1, size);
-    let src = source::Source { path: path.into(), format, size };
+    let src = source::Source {
+        path: path.into(),
+        format,
+        size,
+    };
     let file = load_source(store, tenant, src, &Arc::new(Counters::default()), progress).await?;
     progress.file_loaded(&file);
     Ok(file)
@@ -279,7 +290,9 @@ type BatchSender = mpsc::Sender<Parsed>;
 /// Sends a batch to the store. `false` when the store has stopped listening (it failed, and
 /// its error is what the load reports), so the parser should stop.
 fn send_batch(tx: &BatchSender, counters: &Counters, batch: Vec<Write>) -> bool {
-    counters.resources.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    counters
+        .resources
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     tx.blocking_send(Parsed::Batch(batch)).is_ok()
 }
 
@@ -293,7 +306,10 @@ fn batch_stream(rx: mpsc::Receiver<Parsed>) -> BoxStream<'static, Result<Vec<Wri
         match rx.recv().await {
             Some(Parsed::Batch(b)) => Some((Ok(b), Some(rx))),
             Some(Parsed::End) => None,
-            None => Some((Err(StoreError::Invalid("the input was rejected".into())), None)),
+            None => Some((
+                Err(StoreError::Invalid("the input was rejected".into())),
+                None,
+            )),
         }
     })
     .boxed()
@@ -342,11 +358,21 @@ async fn load_source(
     report_progress();
     // The parser's error says more (file and line) than the rollback it caused, so it wins.
     parser.await.map_err(|e| task_failed(&src.path, e))??;
-    let summary = written.map_err(|source| IngestError::Store { path: src.path.clone(), source })?;
-    Ok(FileReport { path: src.path, bytes: src.size, per_type: summary.per_type })
+    let summary = written.map_err(|source| IngestError::Store {
+        path: src.path.clone(),
+        source,
+    })?;
+    Ok(FileReport {
+        path: src.path,
+        bytes: src.size,
+        per_type: summary.per_type,
+    })
 }
 
 /// A blocking task of ours panicked: reported as the store's task failure for that path.
 fn task_failed(path: &Path, e: tokio::task::JoinError) -> IngestError {
-    IngestError::Store { path: path.into(), source: StoreError::from(e) }
+    IngestError::Store {
+        path: path.into(),
+        source: StoreError::from(e),
+    }
 }

@@ -3,11 +3,12 @@
 //! with an absolute `Content-Location` at once. The export itself runs in the engine.
 
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::base::Base;
+use crate::body::Body;
 use crate::engine::JobParams;
 use crate::error::ApiError;
-use crate::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequest, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fhir_bulk_spec::compartment::is_compartment_type;
@@ -28,37 +29,58 @@ const SUPPORTED: Supported = Supported {
 pub async fn system(
     state: State<AppState>,
     base: Base,
-    method: Method,
-    headers: HeaderMap,
-    query: RawQuery,
-    body: Body,
+    caller: Caller,
+    req: Incoming,
 ) -> Result<Response, ApiError> {
-    kickoff(state, base, Level::System, method, headers, query, body).await
+    kickoff(state, base, caller, Level::System, req).await
 }
 
 /// `[base]/Patient/$export`.
 pub async fn patient(
     state: State<AppState>,
     base: Base,
-    method: Method,
-    headers: HeaderMap,
-    query: RawQuery,
-    body: Body,
+    caller: Caller,
+    req: Incoming,
 ) -> Result<Response, ApiError> {
-    kickoff(state, base, Level::Patient, method, headers, query, body).await
+    kickoff(state, base, caller, Level::Patient, req).await
 }
 
 /// `[base]/Group/[id]/$export`.
 pub async fn group(
     state: State<AppState>,
     base: Base,
+    caller: Caller,
     Path(id): Path<String>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    kickoff(state, base, caller, Level::Group(id), req).await
+}
+
+/// The parts of a kick-off request the parameters come from.
+pub struct Incoming {
     method: Method,
     headers: HeaderMap,
-    query: RawQuery,
-    body: Body,
-) -> Result<Response, ApiError> {
-    kickoff(state, base, Level::Group(id), method, headers, query, body).await
+    query: Option<String>,
+    body: axum::body::Bytes,
+}
+
+impl FromRequest<AppState> for Incoming {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
+        let (method, headers, query) = (
+            req.method().clone(),
+            req.headers().clone(),
+            req.uri().query().map(str::to_string),
+        );
+        let Body(body) = Body::from_request(req, state).await?;
+        Ok(Incoming {
+            method,
+            headers,
+            query,
+            body,
+        })
+    }
 }
 
 /// K3/K4: `Accept: application/fhir+json` and `Prefer: respond-async` are required here;
@@ -76,13 +98,21 @@ fn check_headers(headers: &HeaderMap) -> Result<Prefer, ApiError> {
             "the Accept header is missing; a bulk data kick-off must send 'Accept: application/fhir+json' (K3)".into(),
         ));
     }
-    if !accept.iter().any(|a| a.eq_ignore_ascii_case(fhir_bulk_spec::FHIR_JSON)) {
+    if !accept
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(fhir_bulk_spec::FHIR_JSON))
+    {
         return Err(ApiError::BadRequest(format!(
             "the Accept header '{}' is not supported for a kick-off; send 'Accept: application/fhir+json' (K3)",
             accept.join(", ")
         )));
     }
-    let prefer = Prefer::parse(headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()));
+    let prefer = Prefer::parse(
+        headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
     if !prefer.respond_async {
         return Err(ApiError::BadRequest(
             "the Prefer header must include 'respond-async': a bulk export is asynchronous; send 'Prefer: respond-async' (K4)"
@@ -108,11 +138,14 @@ fn request_url(base: &Base, level: &Level, query: Option<&str>) -> String {
 async fn kickoff(
     State(state): State<AppState>,
     base: Base,
+    caller: Caller,
     level: Level,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    Body(body): Body,
+    Incoming {
+        method,
+        headers,
+        query,
+        body,
+    }: Incoming,
 ) -> Result<Response, ApiError> {
     let prefer = check_headers(&headers)?;
     let is_post = method == Method::POST;
@@ -126,7 +159,9 @@ async fn kickoff(
             ));
         }
         let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::BadRequest(format!("the POST body is not JSON ({e}); send a FHIR Parameters resource"))
+            ApiError::BadRequest(format!(
+                "the POST body is not JSON ({e}); send a FHIR Parameters resource"
+            ))
         })?;
         raw = kickoff::params_from_body(&json).map_err(|e| ApiError::BadRequest(e.message))?;
     }
@@ -161,16 +196,25 @@ async fn kickoff(
     };
     if let PatientScope::Patients(ids) = &scope {
         for p in ids {
-            let live = state.store.read(tenant, "Patient", p).await?.is_some_and(|r| !r.deleted);
+            let live = state
+                .store
+                .read(tenant, "Patient", p)
+                .await?
+                .is_some_and(|r| !r.deleted);
             if !live {
-                return Err(ApiError::BadRequest(format!("patient 'Patient/{p}' does not exist (P6)")));
+                return Err(ApiError::BadRequest(format!(
+                    "patient 'Patient/{p}' does not exist (P6)"
+                )));
             }
         }
     }
 
     // KR3: a bounded number of running exports per client.
-    let client_id: Option<String> = None;
-    let active = state.store.active_jobs(tenant, client_id.as_deref()).await?;
+    let client_id = caller.client_id.clone();
+    let active = state
+        .store
+        .active_jobs(tenant, client_id.as_deref())
+        .await?;
     if active >= state.config.max_exports_per_client {
         return Err(ApiError::TooManyRequests {
             message: format!(
@@ -187,22 +231,43 @@ async fn kickoff(
     let in_level = |t: &str| level == Level::System || is_compartment_type(t);
     let types: Vec<String> = match &request.types {
         Some(ts) => ts.clone(),
-        None => counts.iter().map(|(t, _)| t.clone()).filter(|t| in_level(t)).collect(),
+        None => counts
+            .iter()
+            .map(|(t, _)| t.clone())
+            .filter(|t| in_level(t) && caller.can_read(t))
+            .collect(),
     };
     let estimate = |t: &str| counts.iter().find(|(c, _)| c == t).map_or(0, |(_, n)| *n);
     let mut units: Vec<NewUnit> = types
         .iter()
-        .map(|t| NewUnit { resource_type: t.clone(), kind: UnitKind::Output, estimate: estimate(t) })
+        .map(|t| NewUnit {
+            resource_type: t.clone(),
+            kind: UnitKind::Output,
+            estimate: estimate(t),
+        })
         .collect();
     if request.since.is_some() {
-        units.extend(types.iter().map(|t| NewUnit { resource_type: t.clone(), kind: UnitKind::Deleted, estimate: 0 }));
+        units.extend(types.iter().map(|t| NewUnit {
+            resource_type: t.clone(),
+            kind: UnitKind::Deleted,
+            estimate: 0,
+        }));
     }
     if !warnings.is_empty() {
-        units.push(NewUnit { resource_type: "OperationOutcome".into(), kind: UnitKind::Error, estimate: 0 });
+        units.push(NewUnit {
+            resource_type: "OperationOutcome".into(),
+            kind: UnitKind::Error,
+            estimate: 0,
+        });
     }
 
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let params = JobParams { level: level.clone(), request, scope, warnings };
+    let params = JobParams {
+        level: level.clone(),
+        request,
+        scope,
+        warnings,
+    };
     let job = state
         .store
         .create_job(NewJob {
@@ -226,7 +291,10 @@ async fn kickoff(
     );
     let mut resp = (StatusCode::ACCEPTED, body.to_string()).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON),
+    );
     if let Ok(v) = header::HeaderValue::from_str(&location) {
         h.insert(header::CONTENT_LOCATION, v);
     }

@@ -15,6 +15,7 @@
 //! Only this crate knows axum and HTTP status codes (see `ARCHITECTURE.md`).
 
 pub mod app;
+pub mod auth;
 pub mod base;
 pub mod body;
 pub mod config;

@@ -14,14 +14,19 @@ use serde_json::{Value, json};
 /// OperationDefinition canonicals (§22).
 pub const OP_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export";
 /// Patient-level export.
-pub const OP_PATIENT_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export";
+pub const OP_PATIENT_EXPORT: &str =
+    "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export";
 /// Group-level export.
-pub const OP_GROUP_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export";
+pub const OP_GROUP_EXPORT: &str =
+    "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export";
 /// The bulk data CapabilityStatement canonical (CS1).
 pub const BULK_DATA_CS: &str = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data";
 
 /// The CapabilityStatement.
-pub async fn capability_statement(State(state): State<AppState>, base: Base) -> Result<Response, ApiError> {
+pub async fn capability_statement(
+    State(state): State<AppState>,
+    base: Base,
+) -> Result<Response, ApiError> {
     let held = state.store.type_counts(&base.tenant).await?;
     let mut types: Vec<String> = held.into_iter().map(|(t, _)| t).collect();
     for t in ["Group", "Patient"] {
@@ -53,12 +58,20 @@ pub async fn capability_statement(State(state): State<AppState>, base: Base) -> 
         }]
     });
     let mut resp = body.to_string().into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON),
+    );
     Ok(resp)
 }
 
 fn resource_entry(t: &str) -> Value {
-    let mut interactions = vec![json!({"code": "read"}), json!({"code": "create"}), json!({"code": "update"}), json!({"code": "delete"})];
+    let mut interactions = vec![
+        json!({"code": "read"}),
+        json!({"code": "create"}),
+        json!({"code": "update"}),
+        json!({"code": "delete"}),
+    ];
     let mut entry = json!({"type": t});
     if t == "Patient" || t == "Group" {
         interactions.push(json!({"code": "search-type"}));

@@ -24,13 +24,18 @@ fn known_type(t: &str) -> Result<(), ApiError> {
     if is_resource_type(t) {
         Ok(())
     } else {
-        Err(ApiError::NotFound(format!("'{t}' is not an R4 resource type")))
+        Err(ApiError::NotFound(format!(
+            "'{t}' is not an R4 resource type"
+        )))
     }
 }
 
 fn fhir_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON),
+    );
     resp
 }
 
@@ -40,11 +45,16 @@ fn version_headers(mut resp: Response, base: &Base, r: &WriteResult, location: b
     if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", r.version)) {
         h.insert(header::ETAG, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(r.last_updated.to_offset().into())) {
+    if let Ok(v) =
+        HeaderValue::from_str(&httpdate::fmt_http_date(r.last_updated.to_offset().into()))
+    {
         h.insert(header::LAST_MODIFIED, v);
     }
     if location {
-        let url = base.join(&format!("{}/{}/_history/{}", r.resource_type, r.id, r.version));
+        let url = base.join(&format!(
+            "{}/{}/_history/{}",
+            r.resource_type, r.id, r.version
+        ));
         if let Ok(v) = HeaderValue::from_str(&url) {
             h.insert(header::LOCATION, v);
         }
@@ -54,9 +64,20 @@ fn version_headers(mut resp: Response, base: &Base, r: &WriteResult, location: b
 
 /// Parses a request body as a JSON resource (415/400 with a clear message otherwise).
 fn parse_resource(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if mime != "application/fhir+json" && mime != "application/json" && mime != "application/json+fhir" {
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/fhir+json"
+            && mime != "application/json"
+            && mime != "application/json+fhir"
+        {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "Content-Type '{ct}' is not supported; send application/fhir+json"
             )));
@@ -65,7 +86,9 @@ fn parse_resource(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
     if !v.is_object() {
-        return Err(ApiError::BadRequest("the body must be a JSON object (a FHIR resource)".into()));
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object (a FHIR resource)".into(),
+        ));
     }
     Ok(v)
 }
@@ -120,7 +143,11 @@ pub async fn update(
     }
     let write = Write::put(resource)?;
     let r = single(state.store.write(&base.tenant, vec![write]).await?)?;
-    let status = if r.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let resp = fhir_response(status, r.json.clone().unwrap_or_default());
     Ok(version_headers(resp, &base, &r, true))
 }
@@ -158,13 +185,19 @@ pub async fn delete(
 fn check_type(resource: &Value, rt: &str) -> Result<(), ApiError> {
     match resource.get("resourceType").and_then(Value::as_str) {
         Some(t) if t == rt => Ok(()),
-        Some(t) => Err(ApiError::BadRequest(format!("the body is a {t}, but the URL is for {rt}"))),
-        None => Err(ApiError::BadRequest("the resource has no resourceType".into())),
+        Some(t) => Err(ApiError::BadRequest(format!(
+            "the body is a {t}, but the URL is for {rt}"
+        ))),
+        None => Err(ApiError::BadRequest(
+            "the resource has no resourceType".into(),
+        )),
     }
 }
 
 fn single(mut results: Vec<WriteResult>) -> Result<WriteResult, ApiError> {
-    results.pop().ok_or_else(|| ApiError::Internal("the store returned no write result".into()))
+    results
+        .pop()
+        .ok_or_else(|| ApiError::Internal("the store returned no write result".into()))
 }
 
 /// `POST [base]` with a `transaction` or `batch` Bundle, applied atomically.
@@ -176,16 +209,21 @@ pub async fn transaction(
 ) -> Result<Response, ApiError> {
     let bundle_value = parse_resource(&headers, &body)?;
     if bundle_value.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(ApiError::BadRequest("POST to the base takes a transaction or batch Bundle".into()));
+        return Err(ApiError::BadRequest(
+            "POST to the base takes a transaction or batch Bundle".into(),
+        ));
     }
-    let kind = bundle::bundle_type(&bundle_value).unwrap_or_default().to_string();
+    let kind = bundle::bundle_type(&bundle_value)
+        .unwrap_or_default()
+        .to_string();
     if kind != "transaction" && kind != "batch" {
         return Err(ApiError::BadRequest(format!(
             "Bundle type '{kind}' cannot be POSTed to the base; use transaction or batch"
         )));
     }
     let mut new_id = || uuid::Uuid::new_v4().to_string();
-    let actions = bundle::entries(&bundle_value, &mut new_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let actions = bundle::entries(&bundle_value, &mut new_id)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let writes = actions
         .into_iter()
         .enumerate()
@@ -209,9 +247,13 @@ pub async fn transaction(
                 (Some(_), true) => "201 Created",
                 (Some(_), false) => "200 OK",
             };
-            let mut response = serde_json::json!({"status": status, "lastModified": r.last_updated.to_string()});
+            let mut response =
+                serde_json::json!({"status": status, "lastModified": r.last_updated.to_string()});
             if r.json.is_some() {
-                response["location"] = Value::String(format!("{}/{}/_history/{}", r.resource_type, r.id, r.version));
+                response["location"] = Value::String(format!(
+                    "{}/{}/_history/{}",
+                    r.resource_type, r.id, r.version
+                ));
                 response["etag"] = Value::String(format!("W/\"{}\"", r.version));
             }
             serde_json::json!({"response": response})
@@ -235,18 +277,32 @@ pub async fn search(
             "search is supported on Patient and Group only; use $export for {rt}"
         )));
     }
-    let mut q = SearchQuery { resource_type: rt.clone(), count: DEFAULT_COUNT, ..Default::default() };
+    let mut q = SearchQuery {
+        resource_type: rt.clone(),
+        count: DEFAULT_COUNT,
+        ..Default::default()
+    };
     let mut summary_count = false;
     let mut kept: Vec<(String, String)> = Vec::new();
-    for (name, value) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()).into_owned() {
-        let list = || value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    for (name, value) in
+        url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()).into_owned()
+    {
+        let list = || {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
         match name.as_str() {
             "_id" => q.ids.extend(list()),
-            "identifier" => q.identifiers.extend(list().map(|v| match v.split_once('|') {
-                Some(("", val)) => (Some(String::new()), val.to_string()),
-                Some((sys, val)) => (Some(sys.to_string()), val.to_string()),
-                None => (None, v),
-            })),
+            "identifier" => q
+                .identifiers
+                .extend(list().map(|v| match v.split_once('|') {
+                    Some(("", val)) => (Some(String::new()), val.to_string()),
+                    Some((sys, val)) => (Some(sys.to_string()), val.to_string()),
+                    None => (None, v),
+                })),
             "name" if rt == "Group" => q.names.extend(list()),
             "_count" => {
                 q.count = value
@@ -255,9 +311,9 @@ pub async fn search(
                     .min(MAX_COUNT);
             }
             "_offset" => {
-                q.offset = value
-                    .parse()
-                    .map_err(|_| ApiError::BadRequest(format!("_offset '{value}' is not a number")))?;
+                q.offset = value.parse().map_err(|_| {
+                    ApiError::BadRequest(format!("_offset '{value}' is not a number"))
+                })?;
                 continue;
             }
             "_summary" if value == "count" => summary_count = true,
@@ -305,7 +361,13 @@ pub async fn search(
             .ok()
             .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_default();
-        out.extend_from_slice(format!("{{\"fullUrl\":{},\"resource\":", Value::String(base.join(&format!("{rt}/{id}")))).as_bytes());
+        out.extend_from_slice(
+            format!(
+                "{{\"fullUrl\":{},\"resource\":",
+                Value::String(base.join(&format!("{rt}/{id}")))
+            )
+            .as_bytes(),
+        );
         out.extend_from_slice(json);
         out.extend_from_slice(b",\"search\":{\"mode\":\"match\"}}");
     }

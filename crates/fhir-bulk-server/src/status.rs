@@ -1,6 +1,7 @@
 //! Status polling (§4), the manifest (§5) and cancel (§6) on the `Content-Location` URL.
 
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::base::Base;
 use crate::error::ApiError;
 use axum::extract::{Path, State};
@@ -13,14 +14,27 @@ use fhir_bulk_store::{FileKind, Job, JobFile, JobStatus, Unit};
 
 /// The job `id` as its owner may see it: 404 for unknown, cancelled (D3) and other
 /// tenants' or clients' jobs alike, so a job id reveals nothing; 404 after expiry too.
-pub(crate) async fn visible_job(state: &AppState, base: &Base, id: &str) -> Result<Job, ApiError> {
+pub(crate) async fn visible_job(
+    state: &AppState,
+    base: &Base,
+    caller: &Caller,
+    id: &str,
+) -> Result<Job, ApiError> {
     let not_found = || {
         ApiError::NotFound(format!(
             "no export job '{id}': it never existed, was cancelled with DELETE, expired, or belongs to another client"
         ))
     };
-    let job = state.store.job(&base.tenant, id).await?.ok_or_else(not_found)?;
-    if job.status == JobStatus::Cancelled || job.expires_at <= Instant::now() {
+    let job = state
+        .store
+        .job(&base.tenant, id)
+        .await?
+        .ok_or_else(not_found)?;
+    // A3: status and files belong to the client that started the job, not to a token.
+    if job.client_id != caller.client_id
+        || job.status == JobStatus::Cancelled
+        || job.expires_at <= Instant::now()
+    {
         return Err(not_found());
     }
     Ok(job)
@@ -28,8 +42,13 @@ pub(crate) async fn visible_job(state: &AppState, base: &Base, id: &str) -> Resu
 
 /// `GET` status: 202 with `X-Progress`/`Retry-After` while running (ST3), 200 with the
 /// manifest when complete (ST7), 500 with an OperationOutcome when failed (ST5).
-pub async fn poll(State(state): State<AppState>, base: Base, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let job = visible_job(&state, &base, &id).await?;
+pub async fn poll(
+    State(state): State<AppState>,
+    base: Base,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = visible_job(&state, &base, &caller, &id).await?;
     match job.status {
         JobStatus::Running => {
             let units = state.store.units(&job.id).await?;
@@ -49,10 +68,14 @@ pub async fn poll(State(state): State<AppState>, base: Base, Path(id): Path<Stri
         JobStatus::Completed => {
             let files = state.store.files(&job.id).await?;
             let manifest = manifest(&base, &job, &files, state.config.auth_enabled);
-            let body = serde_json::to_string(&manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let body =
+                serde_json::to_string(&manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
             let mut resp = (StatusCode::OK, body).into_response();
             let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             let expires = httpdate::fmt_http_date(job.expires_at.to_offset().into());
             if let Ok(v) = HeaderValue::from_str(&expires) {
                 h.insert(header::EXPIRES, v);
@@ -65,15 +88,27 @@ pub async fn poll(State(state): State<AppState>, base: Base, Path(id): Path<Stri
 
 /// `DELETE` status: cancels a running job or releases a finished one (D1, D2); files are
 /// purged by the engine and later polls answer 404 (D3).
-pub async fn cancel(State(state): State<AppState>, base: Base, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let job = visible_job(&state, &base, &id).await?;
+pub async fn cancel(
+    State(state): State<AppState>,
+    base: Base,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = visible_job(&state, &base, &caller, &id).await?;
     if !state.store.cancel_job(&base.tenant, &job.id).await? {
         return Err(ApiError::NotFound(format!("no export job '{id}'")));
     }
     tracing::info!(job = %id, "export job deleted by client");
-    let body = outcome(Severity::Information, "informational", &format!("export job {id} deleted; its files will be removed"));
+    let body = outcome(
+        Severity::Information,
+        "informational",
+        &format!("export job {id} deleted; its files will be removed"),
+    );
     let mut resp = (StatusCode::ACCEPTED, body.to_string()).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(fhir_bulk_spec::FHIR_JSON),
+    );
     Ok(resp)
 }
 
@@ -83,7 +118,7 @@ pub(crate) fn progress(job: &Job, units: &[Unit], now: Instant) -> (String, u64)
     let written: u64 = units.iter().map(|u| u.written).sum();
     let estimate: u64 = units.iter().map(|u| u.estimate).sum::<u64>().max(written);
     let done = units.iter().filter(|u| u.done).count();
-    let pct = if estimate == 0 { 0 } else { (written * 100 / estimate).min(99) };
+    let pct = (written * 100).checked_div(estimate).unwrap_or(0).min(99);
     let text = format!(
         "in-progress: {pct}% ({} of ~{} resources, {done}/{} units)",
         group_digits(written),
@@ -105,7 +140,7 @@ fn group_digits(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -114,14 +149,25 @@ fn group_digits(n: u64) -> String {
 }
 
 /// The manifest of a completed job (M1–M6): files in unit order, absolute URLs.
-pub(crate) fn manifest(base: &Base, job: &Job, files: &[JobFile], requires_access_token: bool) -> Manifest {
+pub(crate) fn manifest(
+    base: &Base,
+    job: &Job,
+    files: &[JobFile],
+    requires_access_token: bool,
+) -> Manifest {
     let entry = |f: &JobFile| OutputFile {
         resource_type: Some(f.resource_type.clone()),
         url: base.join(&format!("bulk-files/{}/{}", job.id, f.name)),
         count: Some(f.count),
         continues_in_file: None,
     };
-    let of = |kind: FileKind| files.iter().filter(|f| f.kind == kind).map(entry).collect::<Vec<_>>();
+    let of = |kind: FileKind| {
+        files
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(entry)
+            .collect::<Vec<_>>()
+    };
     Manifest {
         transaction_time: job.transaction_time.to_string(),
         request: job.request_url.clone(),

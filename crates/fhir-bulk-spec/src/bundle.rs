@@ -44,8 +44,14 @@ pub fn bundle_type(bundle: &Value) -> Option<&str> {
 }
 
 /// Splits a Bundle into writes. `new_id` makes ids for created resources.
-pub fn entries(bundle: &Value, new_id: &mut dyn FnMut() -> String) -> Result<Vec<EntryAction>, BundleError> {
-    let top = |message: String| BundleError { entry: None, message };
+pub fn entries(
+    bundle: &Value,
+    new_id: &mut dyn FnMut() -> String,
+) -> Result<Vec<EntryAction>, BundleError> {
+    let top = |message: String| BundleError {
+        entry: None,
+        message,
+    };
     let kind = bundle_type(bundle).ok_or_else(|| top("the Bundle has no type".into()))?;
     let is_transaction = match kind {
         "transaction" | "batch" => true,
@@ -65,50 +71,92 @@ pub fn entries(bundle: &Value, new_id: &mut dyn FnMut() -> String) -> Result<Vec
     let mut actions = Vec::with_capacity(items.len());
     let mut uuid_refs: HashMap<String, String> = HashMap::new();
     for (i, entry) in items.iter().enumerate() {
-        let err = |message: String| BundleError { entry: Some(i), message };
+        let err = |message: String| BundleError {
+            entry: Some(i),
+            message,
+        };
         let resource = entry.get("resource");
         let full_url = entry.get("fullUrl").and_then(Value::as_str);
         let (method, url) = if is_transaction {
-            let req = entry.get("request").ok_or_else(|| err("has no request".into()))?;
-            let method = req.get("method").and_then(Value::as_str).ok_or_else(|| err("request has no method".into()))?;
-            if req.get("ifNoneExist").is_some() || req.get("ifMatch").is_some() || req.get("ifNoneMatch").is_some() {
-                return Err(err("conditional requests (ifNoneExist/ifMatch/ifNoneMatch) are not supported".into()));
+            let req = entry
+                .get("request")
+                .ok_or_else(|| err("has no request".into()))?;
+            let method = req
+                .get("method")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err("request has no method".into()))?;
+            if req.get("ifNoneExist").is_some()
+                || req.get("ifMatch").is_some()
+                || req.get("ifNoneMatch").is_some()
+            {
+                return Err(err(
+                    "conditional requests (ifNoneExist/ifMatch/ifNoneMatch) are not supported"
+                        .into(),
+                ));
             }
-            let url = req.get("url").and_then(Value::as_str).ok_or_else(|| err("request has no url".into()))?;
-            (method, Some(url.split('?').next().unwrap_or(url).trim_matches('/')))
+            let url = req
+                .get("url")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err("request has no url".into()))?;
+            (
+                method,
+                Some(url.split('?').next().unwrap_or(url).trim_matches('/')),
+            )
         } else {
             ("PUT-OR-POST", None)
         };
         let action = match method {
             "DELETE" => {
-                let (t, id) = url.and_then(|u| u.split_once('/')).ok_or_else(|| err("DELETE needs a url Type/id".into()))?;
+                let (t, id) = url
+                    .and_then(|u| u.split_once('/'))
+                    .ok_or_else(|| err("DELETE needs a url Type/id".into()))?;
                 if !is_resource_type(t) || !is_valid_id(id) {
-                    return Err(err(format!("DELETE url '{}' is not Type/id", url.unwrap_or_default())));
+                    return Err(err(format!(
+                        "DELETE url '{}' is not Type/id",
+                        url.unwrap_or_default()
+                    )));
                 }
-                EntryAction::Delete { resource_type: t.into(), id: id.into() }
+                EntryAction::Delete {
+                    resource_type: t.into(),
+                    id: id.into(),
+                }
             }
             "PUT" | "POST" | "PUT-OR-POST" => {
-                let mut resource = resource.cloned().ok_or_else(|| err("has no resource".into()))?;
+                let mut resource = resource
+                    .cloned()
+                    .ok_or_else(|| err("has no resource".into()))?;
                 let rt = match resource.get("resourceType").and_then(Value::as_str) {
                     Some(t) if is_resource_type(t) => t.to_string(),
                     Some(t) => return Err(err(format!("unknown resourceType '{t}'"))),
                     None => return Err(err("the resource has no resourceType".into())),
                 };
-                let body_id = resource.get("id").and_then(Value::as_str).map(str::to_string);
+                let body_id = resource
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 let (id, created) = match (method, url) {
                     ("PUT", Some(u)) => {
-                        let (t, id) = u.split_once('/').ok_or_else(|| err(format!("PUT url '{u}' is not Type/id")))?;
+                        let (t, id) = u
+                            .split_once('/')
+                            .ok_or_else(|| err(format!("PUT url '{u}' is not Type/id")))?;
                         if t != rt {
-                            return Err(err(format!("PUT url '{u}' does not match resourceType {rt}")));
+                            return Err(err(format!(
+                                "PUT url '{u}' does not match resourceType {rt}"
+                            )));
                         }
                         if body_id.as_deref().is_some_and(|b| b != id) {
-                            return Err(err(format!("the resource id '{}' differs from the url id '{id}'", body_id.unwrap_or_default())));
+                            return Err(err(format!(
+                                "the resource id '{}' differs from the url id '{id}'",
+                                body_id.unwrap_or_default()
+                            )));
                         }
                         (id.to_string(), false)
                     }
                     ("POST", Some(u)) => {
                         if u != rt {
-                            return Err(err(format!("POST url '{u}' does not match resourceType {rt}")));
+                            return Err(err(format!(
+                                "POST url '{u}' does not match resourceType {rt}"
+                            )));
                         }
                         (new_id(), true)
                     }
@@ -118,7 +166,9 @@ pub fn entries(bundle: &Value, new_id: &mut dyn FnMut() -> String) -> Result<Vec
                     },
                 };
                 if !is_valid_id(&id) {
-                    return Err(err(format!("invalid id '{id}': an id is 1 to 64 of A-Z a-z 0-9 - .")));
+                    return Err(err(format!(
+                        "invalid id '{id}': an id is 1 to 64 of A-Z a-z 0-9 - ."
+                    )));
                 }
                 if let Some(u) = full_url.filter(|u| u.starts_with("urn:uuid:")) {
                     uuid_refs.insert(u.to_string(), format!("{rt}/{id}"));
@@ -126,7 +176,11 @@ pub fn entries(bundle: &Value, new_id: &mut dyn FnMut() -> String) -> Result<Vec
                 resource["id"] = Value::String(id);
                 EntryAction::Put { resource, created }
             }
-            other => return Err(err(format!("request method {other} is not supported in a loaded Bundle"))),
+            other => {
+                return Err(err(format!(
+                    "request method {other} is not supported in a loaded Bundle"
+                )));
+            }
         };
         actions.push(action);
     }
@@ -146,10 +200,10 @@ fn resolve_references(v: &mut Value, map: &HashMap<String, String>) {
         Value::Object(o) => {
             for (k, child) in o.iter_mut() {
                 if k == "reference" {
-                    if let Value::String(s) = child {
-                        if let Some(r) = map.get(s.as_str()) {
-                            *s = r.clone();
-                        }
+                    if let Value::String(s) = child
+                        && let Some(r) = map.get(s.as_str())
+                    {
+                        *s = r.clone();
                     }
                 } else {
                     resolve_references(child, map);
@@ -184,11 +238,19 @@ mod tests {
             {"request":{"method":"DELETE","url":"Patient/old"}}]});
         let a = entries(&b, &mut ids()).unwrap();
         assert_eq!(a.len(), 4);
-        let EntryAction::Put { resource, created } = &a[1] else { panic!() };
+        let EntryAction::Put { resource, created } = &a[1] else {
+            panic!()
+        };
         assert!(created);
         assert_eq!(resource["subject"]["reference"], "Patient/new-1");
         assert_eq!(resource["id"], "new-2");
-        assert_eq!(a[3], EntryAction::Delete { resource_type: "Patient".into(), id: "old".into() });
+        assert_eq!(
+            a[3],
+            EntryAction::Delete {
+                resource_type: "Patient".into(),
+                id: "old".into()
+            }
+        );
     }
 
     #[test]
@@ -196,21 +258,33 @@ mod tests {
         let b = json!({"resourceType":"Bundle","type":"collection","entry":[
             {"resource":{"resourceType":"Patient","id":"x"}},{"resource":{"resourceType":"Patient"}}]});
         let a = entries(&b, &mut ids()).unwrap();
-        assert!(matches!(&a[0], EntryAction::Put { resource, created: false } if resource["id"] == "x"));
-        assert!(matches!(&a[1], EntryAction::Put { resource, created: true } if resource["id"] == "new-1"));
+        assert!(
+            matches!(&a[0], EntryAction::Put { resource, created: false } if resource["id"] == "x")
+        );
+        assert!(
+            matches!(&a[1], EntryAction::Put { resource, created: true } if resource["id"] == "new-1")
+        );
     }
 
     #[test]
     fn bad_entries_are_named() {
         let e = |b: Value| entries(&b, &mut ids()).unwrap_err().to_string();
         assert!(e(json!({"type":"searchset"})).contains("searchset"));
-        let msg = e(json!({"type":"transaction","entry":[{"resource":{"resourceType":"Patient","id":"a"},
+        let msg = e(
+            json!({"type":"transaction","entry":[{"resource":{"resourceType":"Patient","id":"a"},
             "request":{"method":"PUT","url":"Patient/a"}},{"resource":{"resourceType":"Patient","id":"b"},
-            "request":{"method":"PUT","url":"Patient/c"}}]}));
+            "request":{"method":"PUT","url":"Patient/c"}}]}),
+        );
         assert!(msg.starts_with("Bundle entry 1:"), "{msg}");
         assert!(msg.contains("differs"));
-        assert!(e(json!({"type":"collection","entry":[{"resource":{"resourceType":"Nope","id":"a"}}]})).contains("Nope"));
+        assert!(
+            e(json!({"type":"collection","entry":[{"resource":{"resourceType":"Nope","id":"a"}}]}))
+                .contains("Nope")
+        );
         assert!(e(json!({"type":"collection","entry":[{"resource":{"resourceType":"Patient","id":"a b"}}]})).contains("invalid id"));
-        assert!(e(json!({"type":"batch","entry":[{"request":{"method":"GET","url":"Patient"}}]})).contains("GET"));
+        assert!(
+            e(json!({"type":"batch","entry":[{"request":{"method":"GET","url":"Patient"}}]}))
+                .contains("GET")
+        );
     }
 }

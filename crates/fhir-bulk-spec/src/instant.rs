@@ -39,7 +39,11 @@ impl Instant {
     pub fn parse(s: &str) -> Result<Instant, InstantError> {
         let t = s.trim_end();
         // "2020-01-01T00:00:00 02:00": the `+` became a space on its way through a query string.
-        if t.len() > 19 && t.as_bytes().get(19..).is_some_and(|rest| rest.contains(&b' ')) {
+        if t.len() > 19
+            && t.as_bytes()
+                .get(19..)
+                .is_some_and(|rest| rest.contains(&b' '))
+        {
             return Err(InstantError::PlusAsSpace(s.to_string()));
         }
         if t.len() < 20 || t.as_bytes()[10] != b'T' {
@@ -113,7 +117,10 @@ mod tests {
     /// T5: a bare date, no timezone, or a `+` decoded to a space are rejected.
     #[test]
     fn rejects_malformed_t5() {
-        assert!(matches!(Instant::parse("2020-01-01"), Err(InstantError::Malformed(_))));
+        assert!(matches!(
+            Instant::parse("2020-01-01"),
+            Err(InstantError::Malformed(_))
+        ));
         assert!(matches!(
             Instant::parse("2020-01-01T00:00:00"),
             Err(InstantError::Malformed(_))
@@ -122,7 +129,13 @@ mod tests {
             Instant::parse("2020-01-01T00:00:00 02:00"),
             Err(InstantError::PlusAsSpace(_))
         ));
-        assert!(matches!(Instant::parse("yesterday"), Err(InstantError::Malformed(_))));
-        assert!(matches!(Instant::parse(""), Err(InstantError::Malformed(_))));
+        assert!(matches!(
+            Instant::parse("yesterday"),
+            Err(InstantError::Malformed(_))
+        ));
+        assert!(matches!(
+            Instant::parse(""),
+            Err(InstantError::Malformed(_))
+        ));
     }
 }

@@ -50,14 +50,14 @@ impl Prefer {
             let token = token.trim();
             if token.eq_ignore_ascii_case("respond-async") {
                 p.respond_async = true;
-            } else if let Some((k, v)) = token.split_once('=') {
-                if k.trim().eq_ignore_ascii_case("handling") {
-                    let v = v.trim().trim_matches('"');
-                    if v.eq_ignore_ascii_case("lenient") {
-                        p.handling = Handling::Lenient;
-                    } else if v.eq_ignore_ascii_case("strict") {
-                        p.handling = Handling::Strict;
-                    }
+            } else if let Some((k, v)) = token.split_once('=')
+                && k.trim().eq_ignore_ascii_case("handling")
+            {
+                let v = v.trim().trim_matches('"');
+                if v.eq_ignore_ascii_case("lenient") {
+                    p.handling = Handling::Lenient;
+                } else if v.eq_ignore_ascii_case("strict") {
+                    p.handling = Handling::Strict;
                 }
             }
         }
@@ -124,39 +124,62 @@ pub struct RawParam {
 
 /// Reads a POST `Parameters` body (K1, K8) into raw parameters.
 pub fn params_from_body(body: &Value) -> Result<Vec<RawParam>, KickoffError> {
-    let bad = |message: String| KickoffError { param: "body".into(), message };
+    let bad = |message: String| KickoffError {
+        param: "body".into(),
+        message,
+    };
     if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
         return Err(bad(
-            "a POST kick-off needs a FHIR Parameters resource as its body (application/fhir+json)".into(),
+            "a POST kick-off needs a FHIR Parameters resource as its body (application/fhir+json)"
+                .into(),
         ));
     }
     let mut out = Vec::new();
-    for (i, p) in body.get("parameter").and_then(Value::as_array).into_iter().flatten().enumerate() {
+    for (i, p) in body
+        .get("parameter")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let name = p
             .get("name")
             .and_then(Value::as_str)
             .ok_or_else(|| bad(format!("Parameters.parameter[{i}] has no name")))?;
         let value = p.as_object().and_then(|o| {
-            o.iter().find(|(k, _)| k.starts_with("value")).map(|(k, v)| match (k.as_str(), v) {
-                ("valueReference", v) => v.get("reference").and_then(Value::as_str).map(str::to_string),
-                ("valueCoding", v) => v.get("code").and_then(Value::as_str).map(str::to_string),
-                (_, Value::String(s)) => Some(s.clone()),
-                (_, Value::Bool(b)) => Some(b.to_string()),
-                (_, Value::Number(n)) => Some(n.to_string()),
-                _ => None,
-            })
+            o.iter()
+                .find(|(k, _)| k.starts_with("value"))
+                .map(|(k, v)| match (k.as_str(), v) {
+                    ("valueReference", v) => v
+                        .get("reference")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    ("valueCoding", v) => v.get("code").and_then(Value::as_str).map(str::to_string),
+                    (_, Value::String(s)) => Some(s.clone()),
+                    (_, Value::Bool(b)) => Some(b.to_string()),
+                    (_, Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
+                })
         });
-        let value = value
-            .flatten()
-            .ok_or_else(|| bad(format!("parameter '{name}' has no value[x] that can be read")))?;
-        out.push(RawParam { name: name.to_string(), value });
+        let value = value.flatten().ok_or_else(|| {
+            bad(format!(
+                "parameter '{name}' has no value[x] that can be read"
+            ))
+        })?;
+        out.push(RawParam {
+            name: name.to_string(),
+            value,
+        });
     }
     Ok(out)
 }
 
 /// Reads GET query pairs (already percent-decoded) into raw parameters.
 pub fn params_from_query(pairs: impl IntoIterator<Item = (String, String)>) -> Vec<RawParam> {
-    pairs.into_iter().map(|(name, value)| RawParam { name, value }).collect()
+    pairs
+        .into_iter()
+        .map(|(name, value)| RawParam { name, value })
+        .collect()
 }
 
 /// The accepted `_outputFormat` values (P1), including `+` decoded as a space.
@@ -181,16 +204,18 @@ pub fn parse(
     // Strict: the first problem is the answer. Lenient: note it and go on (K5).
     let mut problem = |param: &str, message: String| -> Result<(), KickoffError> {
         match handling {
-            Handling::Strict => Err(KickoffError { param: param.to_string(), message }),
+            Handling::Strict => Err(KickoffError {
+                param: param.to_string(),
+                message,
+            }),
             Handling::Lenient => {
                 warnings.push(format!("{message} (ignored: Prefer handling=lenient)"));
                 Ok(())
             }
         }
     };
-    let unsupported = |name: &str| {
-        format!("the parameter '{name}' is not supported by this server at this time")
-    };
+    let unsupported =
+        |name: &str| format!("the parameter '{name}' is not supported by this server at this time");
     let mut types: Vec<String> = Vec::new();
     let mut saw_type = false;
     for RawParam { name, value } in params {
@@ -232,13 +257,19 @@ pub fn parse(
                 if *level == Level::System {
                     problem(name, "'patient' is not allowed on a system-level export (P6); use Patient/$export or Group/[id]/$export".into())?;
                 } else if !is_post {
-                    problem(name, "'patient' is only accepted in a POST Parameters body (P6)".into())?;
+                    problem(
+                        name,
+                        "'patient' is only accepted in a POST Parameters body (P6)".into(),
+                    )?;
                 } else {
                     for r in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
                         let id = r.strip_prefix("Patient/").unwrap_or(r);
                         let id = id.rsplit("/Patient/").next().unwrap_or(id);
                         if !crate::id::is_valid_id(id) {
-                            problem(name, format!("patient '{r}' is not a Patient reference (Patient/[id])"))?;
+                            problem(
+                                name,
+                                format!("patient '{r}' is not a Patient reference (Patient/[id])"),
+                            )?;
                         } else if !req.patients.iter().any(|p| p == id) {
                             req.patients.push(id.to_string());
                         }
@@ -246,30 +277,49 @@ pub fn parse(
                 }
             }
             "_typeFilter" if supported.type_filter => req.type_filters.push(value.clone()),
-            "_elements" if supported.elements => req
-                .elements
-                .extend(value.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string)),
-            "includeAssociatedData" if supported.include_associated_data => req
-                .include_associated_data
-                .extend(value.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string)),
+            "_elements" if supported.elements => req.elements.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_string),
+            ),
+            "includeAssociatedData" if supported.include_associated_data => {
+                req.include_associated_data.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|e| !e.is_empty())
+                        .map(str::to_string),
+                )
+            }
             "organizeOutputBy" if supported.organize_output_by => {
                 req.organize_output_by = Some(value.trim().to_string())
             }
             "allowPartialManifests" if supported.allow_partial_manifests => match value.trim() {
                 "true" => req.allow_partial_manifests = true,
                 "false" => req.allow_partial_manifests = false,
-                other => problem(name, format!("allowPartialManifests '{other}' is not a boolean"))?,
+                other => problem(
+                    name,
+                    format!("allowPartialManifests '{other}' is not a boolean"),
+                )?,
             },
-            "_typeFilter" | "_elements" | "includeAssociatedData" | "organizeOutputBy"
+            "_typeFilter"
+            | "_elements"
+            | "includeAssociatedData"
+            | "organizeOutputBy"
             | "allowPartialManifests" => problem(name, unsupported(name))?,
-            _ => problem(name, format!("'{name}' is not a kick-off parameter of $export"))?,
+            _ => problem(
+                name,
+                format!("'{name}' is not a kick-off parameter of $export"),
+            )?,
         }
     }
-    if let (Some(s), Some(u)) = (req.since, req.until) {
-        if u <= s {
-            problem("_until", "_until must be later than _since".into())?;
-            req.until = None;
-        }
+    if let (Some(s), Some(u)) = (req.since, req.until)
+        && u <= s
+    {
+        problem("_until", "_until must be later than _since".into())?;
+        req.until = None;
     }
     if saw_type {
         if types.is_empty() {
@@ -294,7 +344,14 @@ mod tests {
     }
 
     fn strict(pairs: &[(&str, &str)], level: Level) -> Result<ExportRequest, KickoffError> {
-        parse(&q(pairs), &level, false, Handling::Strict, Supported::default()).map(|(r, _)| r)
+        parse(
+            &q(pairs),
+            &level,
+            false,
+            Handling::Strict,
+            Supported::default(),
+        )
+        .map(|(r, _)| r)
     }
 
     #[test]
@@ -311,8 +368,16 @@ mod tests {
     /// P1: the three spellings, and `+` decoded as a space.
     #[test]
     fn output_format_aliases_p1() {
-        for f in ["application/fhir+ndjson", "application/ndjson", "ndjson", "application/fhir ndjson"] {
-            assert!(strict(&[("_outputFormat", f)], Level::System).is_ok(), "{f}");
+        for f in [
+            "application/fhir+ndjson",
+            "application/ndjson",
+            "ndjson",
+            "application/fhir ndjson",
+        ] {
+            assert!(
+                strict(&[("_outputFormat", f)], Level::System).is_ok(),
+                "{f}"
+            );
         }
         let e = strict(&[("_outputFormat", "text/csv")], Level::System).unwrap_err();
         assert_eq!(e.param, "_outputFormat");
@@ -322,8 +387,18 @@ mod tests {
     /// K7: repeated `_type` and comma lists are one list; unknown types name the value.
     #[test]
     fn types_merge_and_validate_k7_p4() {
-        let r = strict(&[("_type", "Patient,Observation"), ("_type", "Condition,Patient")], Level::System).unwrap();
-        assert_eq!(r.types.unwrap(), vec!["Patient", "Observation", "Condition"]);
+        let r = strict(
+            &[
+                ("_type", "Patient,Observation"),
+                ("_type", "Condition,Patient"),
+            ],
+            Level::System,
+        )
+        .unwrap();
+        assert_eq!(
+            r.types.unwrap(),
+            vec!["Patient", "Observation", "Condition"]
+        );
         let e = strict(&[("_type", "Patient,Banana")], Level::System).unwrap_err();
         assert!(e.message.contains("'Banana'"), "{e}");
         // P4: non-compartment type at Patient level.
@@ -334,7 +409,14 @@ mod tests {
     /// T5: malformed instants are named with their value; `+` as space is explained.
     #[test]
     fn instants_t1_t5() {
-        let r = strict(&[("_since", "2020-01-01T00:00:00Z"), ("_until", "2021-01-01T00:00:00+01:00")], Level::System).unwrap();
+        let r = strict(
+            &[
+                ("_since", "2020-01-01T00:00:00Z"),
+                ("_until", "2021-01-01T00:00:00+01:00"),
+            ],
+            Level::System,
+        )
+        .unwrap();
         assert_eq!(r.since.unwrap().to_string(), "2020-01-01T00:00:00.000000Z");
         assert_eq!(r.until.unwrap().to_string(), "2020-12-31T23:00:00.000000Z");
         let e = strict(&[("_since", "2020-01-01")], Level::System).unwrap_err();
@@ -342,7 +424,14 @@ mod tests {
         assert!(e.message.contains("2020-01-01"));
         let e = strict(&[("_since", "2020-01-01T00:00:00 01:00")], Level::System).unwrap_err();
         assert!(e.message.contains("%2B"), "{e}");
-        let e = strict(&[("_since", "2021-01-01T00:00:00Z"), ("_until", "2020-01-01T00:00:00Z")], Level::System).unwrap_err();
+        let e = strict(
+            &[
+                ("_since", "2021-01-01T00:00:00Z"),
+                ("_until", "2020-01-01T00:00:00Z"),
+            ],
+            Level::System,
+        )
+        .unwrap_err();
         assert_eq!(e.param, "_until");
     }
 
@@ -354,7 +443,11 @@ mod tests {
         let e = strict(&[("foo", "bar")], Level::System).unwrap_err();
         assert!(e.message.contains("'foo'"));
         let (r, w) = parse(
-            &q(&[("foo", "bar"), ("_elements", "id"), ("_type", "Patient,Nope")]),
+            &q(&[
+                ("foo", "bar"),
+                ("_elements", "id"),
+                ("_type", "Patient,Nope"),
+            ]),
             &Level::System,
             false,
             Handling::Lenient,
@@ -363,8 +456,19 @@ mod tests {
         .unwrap();
         assert_eq!(w.len(), 3, "{w:?}");
         assert_eq!(r.types.unwrap(), vec!["Patient"]);
-        let s = Supported { type_filter: true, elements: true, ..Default::default() };
-        let (r, w) = parse(&q(&[("_elements", "id,name")]), &Level::System, false, Handling::Strict, s).unwrap();
+        let s = Supported {
+            type_filter: true,
+            elements: true,
+            ..Default::default()
+        };
+        let (r, w) = parse(
+            &q(&[("_elements", "id,name")]),
+            &Level::System,
+            false,
+            Handling::Strict,
+            s,
+        )
+        .unwrap();
         assert!(w.is_empty());
         assert_eq!(r.elements, vec!["id", "name"]);
     }
@@ -379,7 +483,10 @@ mod tests {
             {"name":"patient","valueReference":{"reference":"https://x/fhir/Patient/b"}},
             {"name":"allowPartialManifests","valueBoolean":true}]});
         let raw = params_from_body(&body).unwrap();
-        let s = Supported { allow_partial_manifests: true, ..Default::default() };
+        let s = Supported {
+            allow_partial_manifests: true,
+            ..Default::default()
+        };
         let (r, _) = parse(&raw, &Level::Patient, true, Handling::Strict, s).unwrap();
         assert_eq!(r.patients, vec!["a", "b"]);
         assert!(r.allow_partial_manifests);

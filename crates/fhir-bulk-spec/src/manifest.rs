@@ -213,7 +213,10 @@ mod tests {
         assert_eq!(m.output[0].count, Some(7));
         assert_eq!(m.error.len(), 1);
         assert!(m.extension.is_some());
-        let m = Manifest::parse_lenient(br#"{"transactionTime":"t","requiresAccessToken":false,"output":[]}"#).unwrap();
+        let m = Manifest::parse_lenient(
+            br#"{"transactionTime":"t","requiresAccessToken":false,"output":[]}"#,
+        )
+        .unwrap();
         assert!(!m.requires_access_token);
         assert!(m.error.is_empty());
     }

@@ -69,7 +69,9 @@ mod tests {
         assert_eq!(progress_percent("100%"), Some(100));
         assert_eq!(progress_percent("0%"), Some(0));
         assert_eq!(
-            progress_percent("Build in progress - Status set to IN_PROGRESS at 2024-01-01T00:00:00Z"),
+            progress_percent(
+                "Build in progress - Status set to IN_PROGRESS at 2024-01-01T00:00:00Z"
+            ),
             None
         );
         assert_eq!(progress_percent("in-progress"), None);
@@ -93,7 +95,10 @@ mod tests {
         assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
         assert_eq!(retry_after(" 1 ", now), Some(Duration::from_secs(1)));
         assert_eq!(retry_after("0", now), Some(Duration::ZERO));
-        assert_eq!(retry_after("99999999999999999999999", now), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(
+            retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
         assert_eq!(retry_after("-5", now), None);
         assert_eq!(retry_after("1.5", now), None);
         assert_eq!(retry_after("soon", now), None);
@@ -111,7 +116,11 @@ mod tests {
             "Sunday, 06-Nov-94 08:49:37 GMT",
             "Sun Nov  6 08:49:37 1994",
         ] {
-            assert_eq!(retry_after(text, now), Some(Duration::from_secs(90)), "{text}");
+            assert_eq!(
+                retry_after(text, now),
+                Some(Duration::from_secs(90)),
+                "{text}"
+            );
         }
         // A date already past: retry at once.
         assert_eq!(

@@ -60,8 +60,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<WriteSummary>;
 
     /// The latest version of a resource, or its tombstone.
-    async fn read(&self, tenant: &str, resource_type: &str, id: &str)
-    -> Result<Option<StoredResource>>;
+    async fn read(
+        &self,
+        tenant: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredResource>>;
 
     /// Searches live resources of one type.
     async fn search(&self, tenant: &str, query: SearchQuery) -> Result<SearchPage>;
@@ -71,18 +75,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Active members of a Group as `(member type, member id)`; `None` if there is no such
     /// live Group.
-    async fn group_members(&self, tenant: &str, group_id: &str)
-    -> Result<Option<Vec<(String, String)>>>;
+    async fn group_members(
+        &self,
+        tenant: &str,
+        group_id: &str,
+    ) -> Result<Option<Vec<(String, String)>>>;
 
     // ---- export ----
 
     /// Streams the NDJSON of one export scan in chunks of whole lines (each about `chunk_bytes`).
     /// The stream is lazy and bounded: memory does not grow with the export.
-    fn export(&self, scan: ExportScan, chunk_bytes: usize)
-    -> BoxStream<'static, Result<ExportChunk>>;
+    fn export(
+        &self,
+        scan: ExportScan,
+        chunk_bytes: usize,
+    ) -> BoxStream<'static, Result<ExportChunk>>;
 
     /// Streams the tombstones of a scan (deleted in `(since, until]`) as `(type, id)` lists.
-    fn export_deleted(&self, scan: ExportScan) -> BoxStream<'static, Result<Vec<(String, String)>>>;
+    fn export_deleted(&self, scan: ExportScan)
+    -> BoxStream<'static, Result<Vec<(String, String)>>>;
 
     // ---- jobs ----
 

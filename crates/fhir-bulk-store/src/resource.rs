@@ -30,7 +30,9 @@ impl Write {
     /// `resourceType` and a valid `id`.
     pub fn put(resource: Value) -> Result<Write, StoreError> {
         let Value::Object(obj) = &resource else {
-            return Err(StoreError::Invalid("a resource must be a JSON object".into()));
+            return Err(StoreError::Invalid(
+                "a resource must be a JSON object".into(),
+            ));
         };
         let resource_type = match obj.get("resourceType") {
             Some(Value::String(t)) if is_resource_type(t) => t.clone(),
@@ -39,7 +41,11 @@ impl Write {
                     "unknown resourceType '{t}' (not an R4 resource type)"
                 )));
             }
-            _ => return Err(StoreError::Invalid("the resource has no resourceType".into())),
+            _ => {
+                return Err(StoreError::Invalid(
+                    "the resource has no resourceType".into(),
+                ));
+            }
         };
         let id = match obj.get("id") {
             Some(Value::String(id)) if is_valid_id(id) => id.clone(),
@@ -48,21 +54,38 @@ impl Write {
                     "invalid id '{id}': an id is 1 to 64 of A-Z a-z 0-9 - ."
                 )));
             }
-            Some(_) => return Err(StoreError::Invalid("the resource id must be a string".into())),
-            None => return Err(StoreError::Invalid(format!("the {resource_type} has no id"))),
+            Some(_) => {
+                return Err(StoreError::Invalid(
+                    "the resource id must be a string".into(),
+                ));
+            }
+            None => {
+                return Err(StoreError::Invalid(format!(
+                    "the {resource_type} has no id"
+                )));
+            }
         };
-        Ok(Write::Put { resource_type, id, resource })
+        Ok(Write::Put {
+            resource_type,
+            id,
+            resource,
+        })
     }
 
     /// A delete of `resource_type/id`.
     pub fn delete(resource_type: &str, id: &str) -> Result<Write, StoreError> {
         if !is_resource_type(resource_type) {
-            return Err(StoreError::Invalid(format!("unknown resource type '{resource_type}'")));
+            return Err(StoreError::Invalid(format!(
+                "unknown resource type '{resource_type}'"
+            )));
         }
         if !is_valid_id(id) {
             return Err(StoreError::Invalid(format!("invalid id '{id}'")));
         }
-        Ok(Write::Delete { resource_type: resource_type.into(), id: id.into() })
+        Ok(Write::Delete {
+            resource_type: resource_type.into(),
+            id: id.into(),
+        })
     }
 
     /// The resource type written.
@@ -129,7 +152,9 @@ mod tests {
         let e = |v| Write::put(v).unwrap_err().to_string();
         assert!(e(json!([])).contains("JSON object"));
         assert!(e(json!({"id":"p1"})).contains("no resourceType"));
-        assert!(e(json!({"resourceType":"Banana","id":"p1"})).contains("unknown resourceType 'Banana'"));
+        assert!(
+            e(json!({"resourceType":"Banana","id":"p1"})).contains("unknown resourceType 'Banana'")
+        );
         assert!(e(json!({"resourceType":"Patient","id":"a b"})).contains("invalid id 'a b'"));
         assert!(e(json!({"resourceType":"Patient"})).contains("no id"));
         assert!(Write::delete("Patient", "x/y").is_err());

@@ -48,7 +48,13 @@ impl Engine {
     pub fn start(store: Arc<dyn Store>, sink: LocalSink, config: Arc<ServerConfig>) -> Engine {
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        let shared = Shared { store, sink, config: Arc::clone(&config), wake: Arc::clone(&wake), stop: stop.clone() };
+        let shared = Shared {
+            store,
+            sink,
+            config: Arc::clone(&config),
+            wake: Arc::clone(&wake),
+            stop: stop.clone(),
+        };
         let mut tasks = JoinSet::new();
         for n in 0..config.workers {
             tasks.spawn(worker(shared.clone(), n));
@@ -65,7 +71,10 @@ impl Engine {
     /// Stops the workers (giving back their leases) and waits for them, at most `grace`.
     pub async fn shutdown(mut self, grace: Duration) {
         self.stop.cancel();
-        let _ = tokio::time::timeout(grace, async { while self.tasks.join_next().await.is_some() {} }).await;
+        let _ = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
     }
 }
 

@@ -65,7 +65,12 @@ impl<'a> Roller<'a> {
             let name = format!("{}-{:03}.ndjson", self.stem, self.part);
             let file = self.sink.create(self.job_id, &name).await?;
             self.started.push(name.clone());
-            self.open = Some(Open { file, name, count: 0, bytes: 0 });
+            self.open = Some(Open {
+                file,
+                name,
+                count: 0,
+                bytes: 0,
+            });
         }
         Ok(self.open.as_mut().expect("just opened"))
     }
@@ -125,10 +130,10 @@ impl<'a> Roller<'a> {
 
     /// Finishes the last file and returns every file written (none when nothing was).
     pub(crate) async fn finish(mut self) -> io::Result<Vec<JobFile>> {
-        if self.open.as_ref().is_some_and(|o| o.count == 0) {
-            if let Some(open) = self.open.take() {
-                open.file.abort().await;
-            }
+        if self.open.as_ref().is_some_and(|o| o.count == 0)
+            && let Some(open) = self.open.take()
+        {
+            open.file.abort().await;
         }
         self.roll().await?;
         Ok(self.done)

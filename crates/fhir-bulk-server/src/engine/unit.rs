@@ -28,7 +28,13 @@ pub(super) async fn run(shared: &Shared, job: Job, unit: Unit) {
     let node = shared.config.node_id.clone();
     let written = Arc::new(AtomicU64::new(0));
     let lost = CancellationToken::new();
-    let heartbeat = tokio::spawn(heartbeat(shared.clone(), job.id.clone(), unit.seq, Arc::clone(&written), lost.clone()));
+    let heartbeat = tokio::spawn(heartbeat(
+        shared.clone(),
+        job.id.clone(),
+        unit.seq,
+        Arc::clone(&written),
+        lost.clone(),
+    ));
 
     let mut roller = Roller::new(
         &shared.sink,
@@ -66,7 +72,9 @@ pub(super) async fn run(shared: &Shared, job: Job, unit: Unit) {
     };
     match outcome {
         Ok(()) => {}
-        Err(Stop::LeaseLost) => tracing::warn!(job = %job.id, unit = unit.seq, "lease lost; unit abandoned"),
+        Err(Stop::LeaseLost) => {
+            tracing::warn!(job = %job.id, unit = unit.seq, "lease lost; unit abandoned")
+        }
         Err(Stop::Shutdown) => {
             let _ = shared.store.release_unit(&job.id, unit.seq, &node).await;
             tracing::info!(job = %job.id, unit = unit.seq, "unit given back at shutdown");
@@ -89,12 +97,25 @@ fn file_stem(unit: &Unit) -> String {
         UnitKind::Deleted => "deleted-",
         UnitKind::Error => "error-",
     };
-    format!("{kind}{}-{:03}-a{}", unit.resource_type, unit.seq, unit.attempts)
+    format!(
+        "{kind}{}-{:03}-a{}",
+        unit.resource_type, unit.seq, unit.attempts
+    )
 }
 
-async fn commit(shared: &Shared, job: &Job, unit: &Unit, node: &str, files: Vec<JobFile>) -> Result<(), Stop> {
+async fn commit(
+    shared: &Shared,
+    job: &Job,
+    unit: &Unit,
+    node: &str,
+    files: Vec<JobFile>,
+) -> Result<(), Stop> {
     let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
-    match shared.store.complete_unit(&job.id, unit.seq, node, files).await {
+    match shared
+        .store
+        .complete_unit(&job.id, unit.seq, node, files)
+        .await
+    {
         Ok(true) => {
             tracing::info!(job = %job.id, unit = unit.seq, files = names.len(), "unit completed");
             Ok(())
@@ -111,12 +132,22 @@ async fn commit(shared: &Shared, job: &Job, unit: &Unit, node: &str, files: Vec<
 }
 
 /// Renews the lease every third of its length; cancels `lost` when it is gone.
-async fn heartbeat(shared: Shared, job_id: String, seq: i64, written: Arc<AtomicU64>, lost: CancellationToken) {
+async fn heartbeat(
+    shared: Shared,
+    job_id: String,
+    seq: i64,
+    written: Arc<AtomicU64>,
+    lost: CancellationToken,
+) {
     let every = shared.config.lease / 3;
     loop {
         tokio::time::sleep(every).await;
         let n = written.load(Ordering::Relaxed);
-        match shared.store.heartbeat(&job_id, seq, &shared.config.node_id, shared.config.lease, n).await {
+        match shared
+            .store
+            .heartbeat(&job_id, seq, &shared.config.node_id, shared.config.lease, n)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 lost.cancel();
@@ -165,7 +196,8 @@ async fn write_unit(
             let mut chunks = shared.store.export(scan, shared.config.chunk_bytes);
             while let Some(chunk) = chunks.next().await {
                 check(shared, lost)?;
-                let chunk = chunk.map_err(|e| Stop::Failed(format!("reading {}: {e}", unit.resource_type)))?;
+                let chunk = chunk
+                    .map_err(|e| Stop::Failed(format!("reading {}: {e}", unit.resource_type)))?;
                 roller.write(&chunk.bytes, chunk.count).await.map_err(io)?;
                 written.fetch_add(chunk.count, Ordering::Relaxed);
             }
@@ -178,7 +210,8 @@ async fn write_unit(
                 let batch = batch.map_err(|e| Stop::Failed(format!("reading deletions: {e}")))?;
                 for group in batch.chunks(DELETES_PER_BUNDLE) {
                     line.clear();
-                    serde_json::to_writer(&mut line, &deleted_bundle(group)).map_err(|e| Stop::Failed(e.to_string()))?;
+                    serde_json::to_writer(&mut line, &deleted_bundle(group))
+                        .map_err(|e| Stop::Failed(e.to_string()))?;
                     line.push(b'\n');
                     roller.write(&line, 1).await.map_err(io)?;
                     written.fetch_add(group.len() as u64, Ordering::Relaxed);
@@ -192,7 +225,10 @@ async fn write_unit(
                     .map_err(|e| Stop::Failed(e.to_string()))?;
                 text.push(b'\n');
             }
-            roller.write(&text, params.warnings.len() as u64).await.map_err(io)?;
+            roller
+                .write(&text, params.warnings.len() as u64)
+                .await
+                .map_err(io)?;
         }
     }
     check(shared, lost)

@@ -19,21 +19,38 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// Parses `path` and sends its writes in batches.
-pub(super) fn parse(path: &Path, counters: &Arc<Counters>, tx: &BatchSender) -> Result<(), IngestError> {
-    let bytes = std::fs::read(path).map_err(|source| IngestError::Io { path: path.into(), source })?;
-    counters.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+pub(super) fn parse(
+    path: &Path,
+    counters: &Arc<Counters>,
+    tx: &BatchSender,
+) -> Result<(), IngestError> {
+    let bytes = std::fs::read(path).map_err(|source| IngestError::Io {
+        path: path.into(),
+        source,
+    })?;
+    counters
+        .bytes
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let value: Value = serde_json::from_slice(bytes).map_err(|e| IngestError::Invalid {
         path: path.into(),
         line: Some(e.line() as u64),
         message: not_json(&e),
     })?;
-    let invalid = |message: String| IngestError::Invalid { path: path.into(), line: None, message };
+    let invalid = |message: String| IngestError::Invalid {
+        path: path.into(),
+        line: None,
+        message,
+    };
 
     let is_bundle = value.get("resourceType").and_then(Value::as_str) == Some("Bundle");
     let writes = if is_bundle && !matches!(bundle_type(&value), Some("document" | "message")) {
-        let bundle_error = |source| IngestError::Bundle { path: path.into(), source };
-        let actions = entries(&value, &mut || uuid::Uuid::new_v4().to_string()).map_err(bundle_error)?;
+        let bundle_error = |source| IngestError::Bundle {
+            path: path.into(),
+            source,
+        };
+        let actions =
+            entries(&value, &mut || uuid::Uuid::new_v4().to_string()).map_err(bundle_error)?;
         drop(value);
         let mut writes = Vec::with_capacity(actions.len());
         for (i, action) in actions.into_iter().enumerate() {
@@ -42,7 +59,12 @@ pub(super) fn parse(path: &Path, counters: &Arc<Counters>, tx: &BatchSender) -> 
                 EntryAction::Delete { resource_type, id } => Write::delete(&resource_type, &id),
             };
             // `entries` already validated; this only guards against the two rule sets drifting.
-            writes.push(write.map_err(|e| bundle_error(BundleError { entry: Some(i), message: e.to_string() }))?);
+            writes.push(write.map_err(|e| {
+                bundle_error(BundleError {
+                    entry: Some(i),
+                    message: e.to_string(),
+                })
+            })?);
         }
         writes
     } else {

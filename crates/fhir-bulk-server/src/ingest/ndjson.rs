@@ -32,13 +32,22 @@ pub(super) fn parse(
             line: Some(line),
             message: format!("cannot read: {source}"),
         },
-        None => IngestError::Io { path: path.into(), source },
+        None => IngestError::Io {
+            path: path.into(),
+            source,
+        },
     };
     let file = File::open(path).map_err(|e| io(None, e))?;
     // Progress counts bytes as on disk (compressed for gzip), the scale of the total.
-    let counted = Counted { inner: file, counters: Arc::clone(counters) };
+    let counted = Counted {
+        inner: file,
+        counters: Arc::clone(counters),
+    };
     let mut reader: Box<dyn BufRead> = if gzip {
-        Box::new(BufReader::with_capacity(READ_BUFFER, MultiGzDecoder::new(counted)))
+        Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            MultiGzDecoder::new(counted),
+        ))
     } else {
         Box::new(BufReader::with_capacity(READ_BUFFER, counted))
     };
@@ -49,7 +58,9 @@ pub(super) fn parse(
     let mut batch_bytes = 0;
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| io(Some(line_no + 1), e))?;
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| io(Some(line_no + 1), e))?;
         if n == 0 {
             break;
         }
@@ -118,7 +129,10 @@ mod tests {
     fn json_errors_keep_the_column_only() {
         let e = serde_json::from_slice::<Value>(b"{\"a\": ?}").unwrap_err();
         let msg = not_json(&e);
-        assert!(msg.starts_with("not valid JSON: expected value (column"), "{msg}");
+        assert!(
+            msg.starts_with("not valid JSON: expected value (column"),
+            "{msg}"
+        );
         assert!(!msg.contains("line"), "{msg}");
     }
 }

@@ -64,14 +64,23 @@ pub(super) fn discover(paths: &[PathBuf]) -> Result<Found, IngestError> {
                 match Format::of(&file) {
                     Some(format) => {
                         let size = std::fs::metadata(&file).map_err(|e| io(&file, e))?.len();
-                        found.sources.push(Source { path: file, format, size });
+                        found.sources.push(Source {
+                            path: file,
+                            format,
+                            size,
+                        });
                     }
                     None => found.skipped.push(file),
                 }
             }
         } else {
-            let format = Format::of(path).ok_or_else(|| IngestError::UnknownFormat { path: path.clone() })?;
-            found.sources.push(Source { path: path.clone(), format, size: meta.len() });
+            let format = Format::of(path)
+                .ok_or_else(|| IngestError::UnknownFormat { path: path.clone() })?;
+            found.sources.push(Source {
+                path: path.clone(),
+                format,
+                size: meta.len(),
+            });
         }
     }
     Ok(found)
@@ -79,7 +88,11 @@ pub(super) fn discover(paths: &[PathBuf]) -> Result<Found, IngestError> {
 
 /// Collects the non-hidden files under `dir`. Symbolic links are followed; `seen` (canonical
 /// folder paths) stops a link cycle from walking forever.
-fn walk(dir: &Path, seen: &mut HashSet<PathBuf>, files: &mut Vec<PathBuf>) -> Result<(), IngestError> {
+fn walk(
+    dir: &Path,
+    seen: &mut HashSet<PathBuf>,
+    files: &mut Vec<PathBuf>,
+) -> Result<(), IngestError> {
     let canonical = dir.canonicalize().map_err(|e| io(dir, e))?;
     if !seen.insert(canonical) {
         return Ok(());
@@ -100,7 +113,10 @@ fn walk(dir: &Path, seen: &mut HashSet<PathBuf>, files: &mut Vec<PathBuf>) -> Re
 }
 
 fn io(path: &Path, source: std::io::Error) -> IngestError {
-    IngestError::Io { path: path.into(), source }
+    IngestError::Io {
+        path: path.into(),
+        source,
+    }
 }
 
 #[cfg(test)]
@@ -109,8 +125,14 @@ mod tests {
 
     #[test]
     fn formats_by_name() {
-        assert_eq!(Format::of(Path::new("a/Patient.ndjson")), Some(Format::Ndjson));
-        assert_eq!(Format::of(Path::new("Patient.NDJSON.GZ")), Some(Format::NdjsonGz));
+        assert_eq!(
+            Format::of(Path::new("a/Patient.ndjson")),
+            Some(Format::Ndjson)
+        );
+        assert_eq!(
+            Format::of(Path::new("Patient.NDJSON.GZ")),
+            Some(Format::NdjsonGz)
+        );
         assert_eq!(Format::of(Path::new("bundle.json")), Some(Format::Json));
         assert_eq!(Format::of(Path::new("README.md")), None);
         assert_eq!(Format::of(Path::new("x.json.gz")), None);

@@ -12,15 +12,23 @@ async fn system_export_returns_every_resource_once() {
     let s = TestServer::start().await;
     s.load_synthea().await;
     let status = kickoff_get(&s.url("$export")).await;
-    assert!(status.starts_with("http://127.0.0.1:"), "KR1: absolute Content-Location");
+    assert!(
+        status.starts_with("http://127.0.0.1:"),
+        "KR1: absolute Content-Location"
+    );
     let m = wait_manifest(&status).await;
     assert_eq!(m["request"], s.url("$export"), "M2");
-    assert_eq!(m["requiresAccessToken"], false, "M3: no auth on this server");
+    assert_eq!(
+        m["requiresAccessToken"], false,
+        "M3: no auth on this server"
+    );
     assert_eq!(m["error"], json!([]), "M6");
     assert!(m["transactionTime"].as_str().unwrap().ends_with('Z'), "M1");
     let got = ids(&download_output(&m).await);
-    let want: BTreeMap<String, BTreeSet<String>> =
-        synthea().into_iter().map(|(t, rs)| (t, rs.into_keys().collect())).collect();
+    let want: BTreeMap<String, BTreeSet<String>> = synthea()
+        .into_iter()
+        .map(|(t, rs)| (t, rs.into_keys().collect()))
+        .collect();
     assert_eq!(got, want);
     let total: usize = got.values().map(BTreeSet::len).sum();
     assert_eq!(total, 38_473);
@@ -37,7 +45,8 @@ async fn patient_and_group_exports_return_the_compartment() {
     let m = wait_manifest(&kickoff_get(&s.url("Patient/$export")).await).await;
     assert_eq!(ids(&download_output(&m).await), all, "Patient/$export");
 
-    let m = wait_manifest(&kickoff_get(&s.url(&format!("Group/{SYNTHEA_GROUP}/$export"))).await).await;
+    let m =
+        wait_manifest(&kickoff_get(&s.url(&format!("Group/{SYNTHEA_GROUP}/$export"))).await).await;
     let mut want = all.clone();
     // The Synthea Group references every patient, so it is in their compartments too.
     assert!(want["Group"].contains(SYNTHEA_GROUP));
@@ -50,13 +59,25 @@ async fn patient_and_group_exports_return_the_compartment() {
         {"entity": {"reference": format!("Patient/{}", patients[0])}},
         {"entity": {"reference": format!("Patient/{}", patients[1])}},
         {"entity": {"reference": format!("Patient/{}", patients[2])}, "inactive": true}]});
-    let r = http().put(s.url("Group/three")).header("Content-Type", "application/fhir+json").body(group.to_string()).send().await.unwrap();
+    let r = http()
+        .put(s.url("Group/three"))
+        .header("Content-Type", "application/fhir+json")
+        .body(group.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let m = wait_manifest(&kickoff_get(&s.url("Group/three/$export")).await).await;
     let members: BTreeSet<String> = patients[..2].iter().cloned().collect();
     let mut want = expected_compartment(Some(&members));
-    want.entry("Group".into()).or_default().insert("three".into());
-    assert_eq!(ids(&download_output(&m).await), want, "Group of two active members");
+    want.entry("Group".into())
+        .or_default()
+        .insert("three".into());
+    assert_eq!(
+        ids(&download_output(&m).await),
+        want,
+        "Group of two active members"
+    );
 }
 
 /// `_type`, `_since`, `_until` and `patient` filter exactly; GET and POST agree (P2–P6, T1).
@@ -67,9 +88,14 @@ async fn parameters_filter_exactly() {
     let data = synthea();
 
     // _type (P4): only the listed types, all of them.
-    let m = wait_manifest(&kickoff_get(&s.url("$export?_type=Patient,Condition&_type=Device")).await).await;
+    let m =
+        wait_manifest(&kickoff_get(&s.url("$export?_type=Patient,Condition&_type=Device")).await)
+            .await;
     let got = ids(&download_output(&m).await);
-    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), vec!["Condition", "Device", "Patient"]);
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        vec!["Condition", "Device", "Patient"]
+    );
     assert_eq!(got["Condition"].len(), 639);
 
     // _since (T1): only what changed strictly after; use the first export's transactionTime.
@@ -78,19 +104,30 @@ async fn parameters_filter_exactly() {
     let pid = data["Patient"].keys().next().unwrap().clone();
     let mut p = data["Patient"][&pid].clone();
     p["gender"] = json!("other");
-    let r = http().put(s.url(&format!("Patient/{pid}"))).header("Content-Type", "application/fhir+json").body(p.to_string()).send().await.unwrap();
+    let r = http()
+        .put(s.url(&format!("Patient/{pid}")))
+        .header("Content-Type", "application/fhir+json")
+        .body(p.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let since = t1.replace('+', "%2B");
     let m2 = wait_manifest(&kickoff_get(&s.url(&format!("$export?_since={since}"))).await).await;
     let got = ids(&download_output(&m2).await);
-    assert_eq!(got, BTreeMap::from([("Patient".to_string(), BTreeSet::from([pid.clone()]))]));
+    assert_eq!(
+        got,
+        BTreeMap::from([("Patient".to_string(), BTreeSet::from([pid.clone()]))])
+    );
     let updated = &download_output(&m2).await["Patient"][0];
     assert_eq!(updated["gender"], "other");
     assert_eq!(updated["meta"]["versionId"], "2");
 
     // _until (P3): changed at or before; files hold only latest versions (F5), so the
     // patient updated after the first transactionTime is not in a window that ends there.
-    let m3 = wait_manifest(&kickoff_get(&s.url(&format!("$export?_type=Patient&_until={since}"))).await).await;
+    let m3 =
+        wait_manifest(&kickoff_get(&s.url(&format!("$export?_type=Patient&_until={since}"))).await)
+            .await;
     let got = ids(&download_output(&m3).await);
     assert_eq!(got["Patient"].len(), 99);
     assert!(!got["Patient"].contains(&pid));
@@ -102,7 +139,11 @@ async fn parameters_filter_exactly() {
         {"name": "patient", "valueReference": {"reference": format!("Patient/{}", two[0])}},
         {"name": "patient", "valueReference": {"reference": format!("Patient/{}", two[1])}}]});
     let m4 = wait_manifest(&kickoff_post(&s.url("Patient/$export"), &body).await).await;
-    assert_eq!(m4["request"], s.url("Patient/$export"), "M2: POST request without parameters");
+    assert_eq!(
+        m4["request"],
+        s.url("Patient/$export"),
+        "M2: POST request without parameters"
+    );
     let set: BTreeSet<String> = two.iter().cloned().collect();
     let mut want = expected_compartment(Some(&set));
     want.retain(|t, _| ["Patient", "Observation", "Encounter"].contains(&t.as_str()));
@@ -111,8 +152,15 @@ async fn parameters_filter_exactly() {
     let body = json!({"resourceType": "Parameters", "parameter": [
         {"name": "_type", "valueString": "Condition,Device"}, {"name": "_outputFormat", "valueString": "ndjson"}]});
     let post = wait_manifest(&kickoff_post(&s.url("$export"), &body).await).await;
-    let get = wait_manifest(&kickoff_get(&s.url("$export?_type=Condition,Device&_outputFormat=ndjson")).await).await;
-    assert_eq!(download_output(&post).await, download_output(&get).await, "GET and POST give the same export");
+    let get = wait_manifest(
+        &kickoff_get(&s.url("$export?_type=Condition,Device&_outputFormat=ndjson")).await,
+    )
+    .await;
+    assert_eq!(
+        download_output(&post).await,
+        download_output(&get).await,
+        "GET and POST give the same export"
+    );
 }
 
 /// A job's snapshot is fixed at kick-off (M1): writes after it are not exported, versions
@@ -132,15 +180,42 @@ async fn snapshot_at_kickoff_and_survives_restart() {
     p["gender"] = json!("unknown");
     let put = |id: String, v: Value| {
         let url = s.url(&format!("Patient/{id}"));
-        async move { http().put(url).header("Content-Type", "application/fhir+json").body(v.to_string()).send().await.unwrap() }
+        async move {
+            http()
+                .put(url)
+                .header("Content-Type", "application/fhir+json")
+                .body(v.to_string())
+                .send()
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(put(p1.clone(), p).await.status(), 200);
-    assert_eq!(put("brand-new".into(), json!({"resourceType": "Patient", "id": "brand-new"})).await.status(), 201);
-    assert_eq!(http().delete(s.url(&format!("Patient/{p2}"))).send().await.unwrap().status(), 204);
+    assert_eq!(
+        put(
+            "brand-new".into(),
+            json!({"resourceType": "Patient", "id": "brand-new"})
+        )
+        .await
+        .status(),
+        201
+    );
+    assert_eq!(
+        http()
+            .delete(s.url(&format!("Patient/{p2}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     let r = http().get(&status).send().await.unwrap();
     assert_eq!(r.status(), 202);
     let progress = r.headers()["x-progress"].to_str().unwrap().to_string();
-    assert!(progress.contains("0%") && progress.contains("of ~104"), "{progress}");
+    assert!(
+        progress.contains("0%") && progress.contains("of ~104"),
+        "{progress}"
+    );
     assert!(progress.len() < 100, "ST3: under 100 characters");
 
     // Restart on the same database and folder, now with workers.
@@ -151,11 +226,22 @@ async fn snapshot_at_kickoff_and_survives_restart() {
     let path = &status[status.find("/fhir/").unwrap() + "/fhir/".len()..];
     let m = wait_manifest(&s2.url(path)).await;
     let got = download_output(&m).await;
-    let patients: BTreeMap<&str, &Value> = got["Patient"].iter().map(|r| (r["id"].as_str().unwrap(), r)).collect();
-    assert_eq!(patients.len(), 100, "the deleted patient is in, the new one is not");
+    let patients: BTreeMap<&str, &Value> = got["Patient"]
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r))
+        .collect();
+    assert_eq!(
+        patients.len(),
+        100,
+        "the deleted patient is in, the new one is not"
+    );
     assert!(!patients.contains_key("brand-new"));
     assert!(patients.contains_key(p2.as_str()));
-    assert_ne!(patients[p1.as_str()]["gender"], "unknown", "the version current at kick-off");
+    assert_ne!(
+        patients[p1.as_str()]["gender"],
+        "unknown",
+        "the version current at kick-off"
+    );
     assert_eq!(got["Device"].len(), 4);
     drop(dir);
 }
@@ -170,9 +256,24 @@ async fn delete_then_404() {
     let file = m["output"][0]["url"].as_str().unwrap().to_string();
     let r = http().delete(&status).send().await.unwrap();
     assert_eq!(r.status(), 202);
-    assert_outcome(http().get(&status).send().await.unwrap(), 404, "no export job").await;
-    assert_outcome(http().get(&file).send().await.unwrap(), 404, "no export job").await;
-    assert_outcome(http().delete(&status).send().await.unwrap(), 404, "no export job").await;
+    assert_outcome(
+        http().get(&status).send().await.unwrap(),
+        404,
+        "no export job",
+    )
+    .await;
+    assert_outcome(
+        http().get(&file).send().await.unwrap(),
+        404,
+        "no export job",
+    )
+    .await;
+    assert_outcome(
+        http().delete(&status).send().await.unwrap(),
+        404,
+        "no export job",
+    )
+    .await;
     // The purger removes the files.
     let job = status.rsplit('/').next().unwrap();
     let dir = s.output.join(job);
@@ -196,26 +297,49 @@ async fn gzip_range_and_head() {
     let plain = download(&url).await;
     assert!(plain.len() > 1_000_000);
 
-    let r = http().get(&url).header("Accept-Encoding", "gzip").send().await.unwrap();
+    let r = http()
+        .get(&url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-encoding"], "gzip");
     let gz = r.bytes().await.unwrap();
     assert!(gz.len() < plain.len() / 3);
     let mut unzipped = Vec::new();
-    flate2::read::MultiGzDecoder::new(&gz[..]).read_to_end(&mut unzipped).unwrap();
+    flate2::read::MultiGzDecoder::new(&gz[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
     assert_eq!(unzipped, plain);
 
     let cut = 123_457;
-    let r = http().get(&url).header("Range", format!("bytes={cut}-")).send().await.unwrap();
+    let r = http()
+        .get(&url)
+        .header("Range", format!("bytes={cut}-"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 206);
-    assert_eq!(r.headers()["content-range"], format!("bytes {cut}-{}/{}", plain.len() - 1, plain.len()).as_str());
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes {cut}-{}/{}", plain.len() - 1, plain.len()).as_str()
+    );
     let tail = r.bytes().await.unwrap();
     assert_eq!([&plain[..cut], &tail[..]].concat(), plain);
-    let r = http().get(&url).header("Range", format!("bytes={}-", plain.len())).send().await.unwrap();
+    let r = http()
+        .get(&url)
+        .header("Range", format!("bytes={}-", plain.len()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 416);
 
     let r = http().head(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-length"], plain.len().to_string().as_str());
+    assert_eq!(
+        r.headers()["content-length"],
+        plain.len().to_string().as_str()
+    );
 }
 
 /// Files roll over at the configured count (issue: configurable size), with exact counts.
@@ -224,8 +348,17 @@ async fn files_roll_over() {
     let s = TestServer::start_with(|c| c.file_max_resources = 5_000).await;
     s.load_synthea().await;
     let m = wait_manifest(&kickoff_get(&s.url("$export?_type=Observation,Patient")).await).await;
-    let obs: Vec<&Value> = m["output"].as_array().unwrap().iter().filter(|e| e["type"] == "Observation").collect();
-    assert_eq!(obs.len(), 4, "16,315 Observations in files of at most 5,000");
+    let obs: Vec<&Value> = m["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "Observation")
+        .collect();
+    assert_eq!(
+        obs.len(),
+        4,
+        "16,315 Observations in files of at most 5,000"
+    );
     assert!(obs.iter().all(|e| e["count"].as_u64().unwrap() <= 5_000));
     let got = ids(&download_output(&m).await);
     assert_eq!(got["Observation"].len(), 16_315);
@@ -253,11 +386,23 @@ async fn concurrent_export_limit() {
         c.max_exports_per_client = 2;
     })
     .await;
-    let r = http().put(s.url("Patient/p")).header("Content-Type", "application/fhir+json").body(r#"{"resourceType":"Patient","id":"p"}"#).send().await.unwrap();
+    let r = http()
+        .put(s.url("Patient/p"))
+        .header("Content-Type", "application/fhir+json")
+        .body(r#"{"resourceType":"Patient","id":"p"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     kickoff_get(&s.url("$export")).await;
     kickoff_get(&s.url("$export")).await;
-    let r = http().get(s.url("$export")).header("Accept", "application/fhir+json").header("Prefer", "respond-async").send().await.unwrap();
+    let r = http()
+        .get(s.url("$export"))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().contains_key("retry-after"));
     assert_outcome(r, 429, "already running").await;
 }

@@ -15,7 +15,11 @@ use tokio::sync::oneshot;
 /// The Synthea data set beside the project (CI always has it).
 pub fn synthea_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea-100");
-    assert!(dir.is_dir(), "the Synthea data set is missing at {}", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the Synthea data set is missing at {}",
+        dir.display()
+    );
     dir
 }
 
@@ -46,13 +50,22 @@ impl TestServer {
     /// A server with settings adjusted by `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Self::start_on(dir.path().join("db.sqlite"), dir.path().join("files"), adjust).await;
+        let mut s = Self::start_on(
+            dir.path().join("db.sqlite"),
+            dir.path().join("files"),
+            adjust,
+        )
+        .await;
         s._dir = Some(dir);
         s
     }
 
     /// A server on an existing database and output folder (restarts).
-    pub async fn start_on(db: PathBuf, output: PathBuf, adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    pub async fn start_on(
+        db: PathBuf,
+        output: PathBuf,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await.unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -95,9 +108,14 @@ impl TestServer {
 
     /// Loads the Synthea data set through the ingest path.
     pub async fn load_synthea(&self) {
-        load_paths(self.store.as_ref(), DEFAULT_TENANT, &[synthea_dir()], &NoProgress)
-            .await
-            .expect("loading Synthea");
+        load_paths(
+            self.store.as_ref(),
+            DEFAULT_TENANT,
+            &[synthea_dir()],
+            &NoProgress,
+        )
+        .await
+        .expect("loading Synthea");
     }
 
     /// A URL under the base.
@@ -120,8 +138,16 @@ pub async fn kickoff_get(url: &str) -> String {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 202, "kick-off {url}: {}", r.text().await.unwrap());
-    r.headers()["content-location"].to_str().unwrap().to_string()
+    assert_eq!(
+        r.status(),
+        202,
+        "kick-off {url}: {}",
+        r.text().await.unwrap()
+    );
+    r.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 /// POST kick-off with a Parameters body; returns the status URL.
@@ -135,19 +161,36 @@ pub async fn kickoff_post(url: &str, parameters: &Value) -> String {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 202, "kick-off {url}: {}", r.text().await.unwrap());
-    r.headers()["content-location"].to_str().unwrap().to_string()
+    assert_eq!(
+        r.status(),
+        202,
+        "kick-off {url}: {}",
+        r.text().await.unwrap()
+    );
+    r.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Polls until the manifest (200) arrives; panics on anything but 202/200 or after 60 s.
 pub async fn wait_manifest(status_url: &str) -> Value {
     let started = Instant::now();
     loop {
-        let r = http().get(status_url).header("Accept", "application/json").send().await.unwrap();
+        let r = http()
+            .get(status_url)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
         match r.status().as_u16() {
             202 => {
                 assert!(r.headers().contains_key("x-progress"));
-                let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                let retry: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 assert!((1..=120).contains(&retry));
             }
             200 => {
@@ -156,7 +199,10 @@ pub async fn wait_manifest(status_url: &str) -> Value {
             }
             other => panic!("status {other}: {}", r.text().await.unwrap()),
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "export did not finish");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "export did not finish"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -173,7 +219,12 @@ pub async fn download_output(manifest: &Value) -> BTreeMap<String, Vec<Value>> {
             .filter(|l| !l.is_empty())
             .map(|l| serde_json::from_slice(l).unwrap())
             .collect();
-        assert_eq!(entry["count"].as_u64().unwrap(), lines.len() as u64, "count of {}", entry["url"]);
+        assert_eq!(
+            entry["count"].as_u64().unwrap(),
+            lines.len() as u64,
+            "count of {}",
+            entry["url"]
+        );
         for l in &lines {
             assert_eq!(l["resourceType"], t.as_str());
         }
@@ -195,7 +246,10 @@ pub fn ids(resources: &BTreeMap<String, Vec<Value>>) -> BTreeMap<String, BTreeSe
     resources
         .iter()
         .map(|(t, rs)| {
-            let set: BTreeSet<String> = rs.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+            let set: BTreeSet<String> = rs
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string())
+                .collect();
             assert_eq!(set.len(), rs.len(), "duplicate {t} in the export");
             (t.clone(), set)
         })
@@ -210,7 +264,11 @@ pub fn synthea() -> BTreeMap<String, BTreeMap<String, Value>> {
         if p.extension().and_then(|x| x.to_str()) != Some("ndjson") {
             continue;
         }
-        for line in std::fs::read_to_string(&p).unwrap().lines().filter(|l| !l.is_empty()) {
+        for line in std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+        {
             let v: Value = serde_json::from_str(line).unwrap();
             let t = v["resourceType"].as_str().unwrap().to_string();
             let id = v["id"].as_str().unwrap().to_string();
@@ -229,7 +287,11 @@ pub fn compartment_types() -> BTreeSet<String> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r.get("param").is_some_and(|p| !p.as_array().unwrap().is_empty()) || r["code"] == "Patient")
+        .filter(|r| {
+            r.get("param")
+                .is_some_and(|p| !p.as_array().unwrap().is_empty())
+                || r["code"] == "Patient"
+        })
         .map(|r| r["code"].as_str().unwrap().to_string())
         .collect()
 }
@@ -259,7 +321,9 @@ pub fn patient_refs(v: &Value, out: &mut BTreeSet<String>) {
 /// Expected ids per type of a Patient-compartment export of `patients` (all when `None`),
 /// computed from the files: Patients themselves, and compartment-type resources that
 /// reference one of the patients.
-pub fn expected_compartment(patients: Option<&BTreeSet<String>>) -> BTreeMap<String, BTreeSet<String>> {
+pub fn expected_compartment(
+    patients: Option<&BTreeSet<String>>,
+) -> BTreeMap<String, BTreeSet<String>> {
     let types = compartment_types();
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (t, rs) in synthea() {
@@ -291,5 +355,8 @@ pub async fn assert_outcome(r: reqwest::Response, status: u16, needle: &str) {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["resourceType"], "OperationOutcome");
     let d = v["issue"][0]["diagnostics"].as_str().unwrap();
-    assert!(d.contains(needle), "diagnostics {d:?} should contain {needle:?}");
+    assert!(
+        d.contains(needle),
+        "diagnostics {d:?} should contain {needle:?}"
+    );
 }

@@ -18,11 +18,27 @@ async fn get(s: &TestServer, path_and_query: &str) -> reqwest::Response {
 async fn header_errors_say_what_to_send() {
     let s = TestServer::start().await;
     let url = s.url("$export");
-    let r = http().get(&url).header("Prefer", "respond-async").send().await.unwrap();
+    let r = http()
+        .get(&url)
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
     assert_outcome(r, 400, "Accept: application/fhir+json").await;
-    let r = http().get(&url).header("Accept", "text/html").header("Prefer", "respond-async").send().await.unwrap();
+    let r = http()
+        .get(&url)
+        .header("Accept", "text/html")
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
     assert_outcome(r, 400, "'text/html'").await;
-    let r = http().get(&url).header("Accept", "application/fhir+json").send().await.unwrap();
+    let r = http()
+        .get(&url)
+        .header("Accept", "application/fhir+json")
+        .send()
+        .await
+        .unwrap();
     assert_outcome(r, 400, "Prefer: respond-async").await;
     // K5: Prefer is a comma list and may be repeated.
     let r = http()
@@ -40,19 +56,59 @@ async fn header_errors_say_what_to_send() {
 async fn parameter_errors_name_parameter_and_value() {
     let s = TestServer::start().await;
     s.load_synthea().await;
-    assert_outcome(get(&s, "$export?_since=2020-01-01").await, 400, "'2020-01-01' is not a FHIR instant").await;
+    assert_outcome(
+        get(&s, "$export?_since=2020-01-01").await,
+        400,
+        "'2020-01-01' is not a FHIR instant",
+    )
+    .await;
     // `+` sent unencoded arrives as a space (P2, T5).
-    assert_outcome(get(&s, "$export?_since=2020-01-01T00:00:00+02:00").await, 400, "%2B").await;
-    assert_outcome(get(&s, "$export?_until=yesterday").await, 400, "'yesterday'").await;
-    assert_outcome(get(&s, "$export?_type=Patient,Banana").await, 400, "'Banana'").await;
-    assert_outcome(get(&s, "$export?_outputFormat=text/csv").await, 400, "text/csv").await;
+    assert_outcome(
+        get(&s, "$export?_since=2020-01-01T00:00:00+02:00").await,
+        400,
+        "%2B",
+    )
+    .await;
+    assert_outcome(
+        get(&s, "$export?_until=yesterday").await,
+        400,
+        "'yesterday'",
+    )
+    .await;
+    assert_outcome(
+        get(&s, "$export?_type=Patient,Banana").await,
+        400,
+        "'Banana'",
+    )
+    .await;
+    assert_outcome(
+        get(&s, "$export?_outputFormat=text/csv").await,
+        400,
+        "text/csv",
+    )
+    .await;
     assert_outcome(get(&s, "$export?color=blue").await, 400, "'color'").await;
     // Parameters of a later stage are unsupported under strict handling (K5).
     assert_outcome(get(&s, "$export?_elements=id").await, 400, "_elements").await;
-    assert_outcome(get(&s, "Patient/$export?_type=Practitioner").await, 400, "Patient compartment").await;
+    assert_outcome(
+        get(&s, "Patient/$export?_type=Practitioner").await,
+        400,
+        "Patient compartment",
+    )
+    .await;
     assert_outcome(get(&s, "Group/nope/$export").await, 404, "Group/nope").await;
-    assert_outcome(get(&s, "$export?patient=Patient/x").await, 400, "system-level").await;
-    assert_outcome(get(&s, "Patient/$export?patient=Patient/x").await, 400, "POST").await;
+    assert_outcome(
+        get(&s, "$export?patient=Patient/x").await,
+        400,
+        "system-level",
+    )
+    .await;
+    assert_outcome(
+        get(&s, "Patient/$export?patient=Patient/x").await,
+        400,
+        "POST",
+    )
+    .await;
 
     let post = |path: &str, body: serde_json::Value| {
         http()
@@ -64,15 +120,51 @@ async fn parameter_errors_name_parameter_and_value() {
             .send()
     };
     let param = |p: &str| json!({"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": p}}]});
-    assert_outcome(post("Patient/$export", param("Patient/nobody")).await.unwrap(), 400, "'Patient/nobody' does not exist").await;
+    assert_outcome(
+        post("Patient/$export", param("Patient/nobody"))
+            .await
+            .unwrap(),
+        400,
+        "'Patient/nobody' does not exist",
+    )
+    .await;
     // A real patient who is not a member of the Group.
-    let r = http().put(s.url("Group/empty")).header("Content-Type", "application/fhir+json")
-        .body(json!({"resourceType": "Group", "id": "empty", "type": "person", "actual": true}).to_string()).send().await.unwrap();
+    let r = http()
+        .put(s.url("Group/empty"))
+        .header("Content-Type", "application/fhir+json")
+        .body(
+            json!({"resourceType": "Group", "id": "empty", "type": "person", "actual": true})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let pid = synthea()["Patient"].keys().next().unwrap().clone();
-    assert_outcome(post("Group/empty/$export", param(&format!("Patient/{pid}"))).await.unwrap(), 400, "not a member").await;
-    assert_outcome(post("$export", json!({"resourceType": "Patient"})).await.unwrap(), 400, "Parameters").await;
-    let r = http().post(s.url("$export")).header("Accept", "application/fhir+json").header("Prefer", "respond-async").body("{oops").send().await.unwrap();
+    assert_outcome(
+        post("Group/empty/$export", param(&format!("Patient/{pid}")))
+            .await
+            .unwrap(),
+        400,
+        "not a member",
+    )
+    .await;
+    assert_outcome(
+        post("$export", json!({"resourceType": "Patient"}))
+            .await
+            .unwrap(),
+        400,
+        "Parameters",
+    )
+    .await;
+    let r = http()
+        .post(s.url("$export"))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
     assert_outcome(r, 400, "not JSON").await;
 }
 
@@ -98,8 +190,15 @@ async fn lenient_ignores_with_warnings() {
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0]["type"], "OperationOutcome");
     let text = String::from_utf8(download(errors[0]["url"].as_str().unwrap()).await).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 3, "one OperationOutcome per ignored parameter: {text}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "one OperationOutcome per ignored parameter: {text}"
+    );
     assert!(lines.iter().all(|l| l["issue"][0]["severity"] == "warning"));
     assert!(text.contains("Banana") && text.contains("color") && text.contains("_elements"));
 }

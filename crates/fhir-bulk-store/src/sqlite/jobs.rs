@@ -55,11 +55,20 @@ pub(super) fn create(tx: &Transaction<'_>, job: NewJob, ts: Instant) -> Result<J
         "INSERT INTO job_units (job_id, seq, resource_type, kind, estimate, status) VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
     )?;
     for (seq, u) in job.units.iter().enumerate() {
-        ins.execute(params![job.id, seq as i64, u.resource_type, u.kind.as_str(), u.estimate as i64])?;
+        ins.execute(params![
+            job.id,
+            seq as i64,
+            u.resource_type,
+            u.kind.as_str(),
+            u.estimate as i64
+        ])?;
     }
     if job.units.is_empty() {
         // Nothing to do: the manifest is ready at once (an empty `output`, M4).
-        tx.execute("UPDATE jobs SET status = 'completed', finished_at = ?2 WHERE id = ?1", params![job.id, ts.0])?;
+        tx.execute(
+            "UPDATE jobs SET status = 'completed', finished_at = ?2 WHERE id = ?1",
+            params![job.id, ts.0],
+        )?;
     }
     get_tx(tx, &job.id)?.ok_or_else(|| StoreError::Database("job vanished after insert".into()))
 }
@@ -70,13 +79,19 @@ fn get_tx(c: &Connection, id: &str) -> Result<Option<Job>> {
 
 pub(super) fn get(c: &Connection, tenant: Option<&str>, id: &str) -> Result<Option<Job>> {
     let job = c
-        .query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), params![id], job_from_row)
+        .query_row(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+            params![id],
+            job_from_row,
+        )
         .optional()?;
     Ok(job.filter(|j| tenant.is_none_or(|t| t == j.tenant)))
 }
 
 pub(super) fn units(c: &Connection, job_id: &str) -> Result<Vec<Unit>> {
-    let mut st = c.prepare_cached(&format!("SELECT {UNIT_COLUMNS} FROM job_units WHERE job_id = ?1 ORDER BY seq"))?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {UNIT_COLUMNS} FROM job_units WHERE job_id = ?1 ORDER BY seq"
+    ))?;
     let rows = st.query_map(params![job_id], unit_from_row)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
@@ -112,7 +127,11 @@ fn micros(d: Duration) -> i64 {
     d.as_micros() as i64
 }
 
-pub(super) fn claim(tx: &Transaction<'_>, node: &str, lease: Duration) -> Result<Option<(Job, Unit)>> {
+pub(super) fn claim(
+    tx: &Transaction<'_>,
+    node: &str,
+    lease: Duration,
+) -> Result<Option<(Job, Unit)>> {
     let now = Instant::now().0;
     let next: Option<(String, i64)> = tx
         .query_row(
@@ -124,13 +143,16 @@ pub(super) fn claim(tx: &Transaction<'_>, node: &str, lease: Duration) -> Result
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let Some((job_id, seq)) = next else { return Ok(None) };
+    let Some((job_id, seq)) = next else {
+        return Ok(None);
+    };
     tx.execute(
         "UPDATE job_units SET status = 'leased', lease_owner = ?3, lease_until = ?4, attempts = attempts + 1, written = 0
          WHERE job_id = ?1 AND seq = ?2",
         params![job_id, seq, node, now + micros(lease)],
     )?;
-    let job = get_tx(tx, &job_id)?.ok_or_else(|| StoreError::Database("claimed unit has no job".into()))?;
+    let job = get_tx(tx, &job_id)?
+        .ok_or_else(|| StoreError::Database("claimed unit has no job".into()))?;
     let unit = tx.query_row(
         &format!("SELECT {UNIT_COLUMNS} FROM job_units WHERE job_id = ?1 AND seq = ?2"),
         params![job_id, seq],
@@ -163,24 +185,46 @@ pub(super) fn heartbeat(
     }
     tx.execute(
         "UPDATE job_units SET lease_until = ?3, written = ?4 WHERE job_id = ?1 AND seq = ?2",
-        params![job_id, seq, Instant::now().0 + micros(lease), written as i64],
+        params![
+            job_id,
+            seq,
+            Instant::now().0 + micros(lease),
+            written as i64
+        ],
     )?;
     Ok(true)
 }
 
-pub(super) fn complete(tx: &Transaction<'_>, job_id: &str, seq: i64, node: &str, files: &[JobFile]) -> Result<bool> {
+pub(super) fn complete(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    seq: i64,
+    node: &str,
+    files: &[JobFile],
+) -> Result<bool> {
     if !holds_lease(tx, job_id, seq, node)? {
         return Ok(false);
     }
     // A unit redone after a lost lease replaces whatever an earlier attempt committed
     // (none can have: completion needs the lease), keeping the manifest duplicate-free.
-    tx.execute("DELETE FROM job_files WHERE job_id = ?1 AND unit_seq = ?2", params![job_id, seq])?;
+    tx.execute(
+        "DELETE FROM job_files WHERE job_id = ?1 AND unit_seq = ?2",
+        params![job_id, seq],
+    )?;
     let mut ins = tx.prepare_cached(
         "INSERT INTO job_files (job_id, name, unit_seq, kind, resource_type, count, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     let mut written = 0u64;
     for f in files {
-        ins.execute(params![job_id, f.name, seq, f.kind.as_str(), f.resource_type, f.count as i64, f.bytes as i64])?;
+        ins.execute(params![
+            job_id,
+            f.name,
+            seq,
+            f.kind.as_str(),
+            f.resource_type,
+            f.count as i64,
+            f.bytes as i64
+        ])?;
         if f.kind != FileKind::Error {
             written += f.count;
         }
@@ -230,7 +274,8 @@ pub(super) fn cancel(tx: &Transaction<'_>, tenant: &str, id: &str) -> Result<boo
 }
 
 pub(super) fn purgeable(c: &Connection, now: Instant) -> Result<Vec<String>> {
-    let mut st = c.prepare_cached("SELECT id FROM jobs WHERE status = 'cancelled' OR expires_at <= ?1")?;
+    let mut st =
+        c.prepare_cached("SELECT id FROM jobs WHERE status = 'cancelled' OR expires_at <= ?1")?;
     let rows = st.query_map(params![now.0], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

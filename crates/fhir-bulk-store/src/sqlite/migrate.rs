@@ -5,12 +5,15 @@ use crate::{Result, StoreError};
 use rusqlite::Connection;
 
 /// Migrations in order; the schema version is the number applied.
-pub(crate) const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init.sql", include_str!("../../migrations/sqlite/0001_init.sql"))];
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init.sql",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
 
 /// Applies the migrations the database has not seen, each in its own transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
-    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let current: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if current > MIGRATIONS.len() {
         return Err(StoreError::Database(format!(
             "the database has schema version {current}, newer than this build knows ({}); upgrade fhir-bulk",

@@ -152,9 +152,14 @@ impl Pool {
 /// Advances the store clock: strictly after the last timestamp handed out, and not before
 /// the wall clock. Called under the writer lock at the start of every write transaction.
 fn tick(tx: &rusqlite::Transaction<'_>) -> Result<Instant> {
-    let last: i64 = tx.query_row("SELECT last FROM clock WHERE singleton = 1", [], |r| r.get(0))?;
+    let last: i64 = tx.query_row("SELECT last FROM clock WHERE singleton = 1", [], |r| {
+        r.get(0)
+    })?;
     let ts = Instant::now().0.max(last + 1);
-    tx.execute("UPDATE clock SET last = ?1 WHERE singleton = 1", params![ts])?;
+    tx.execute(
+        "UPDATE clock SET last = ?1 WHERE singleton = 1",
+        params![ts],
+    )?;
     Ok(Instant(ts))
 }
 
@@ -216,7 +221,11 @@ impl Store for SqliteStore {
         resource_type: &str,
         id: &str,
     ) -> Result<Option<StoredResource>> {
-        let (tenant, rt, id) = (tenant.to_string(), resource_type.to_string(), id.to_string());
+        let (tenant, rt, id) = (
+            tenant.to_string(),
+            resource_type.to_string(),
+            id.to_string(),
+        );
         self.pool
             .read(move |c| {
                 c.query_row(
@@ -242,7 +251,9 @@ impl Store for SqliteStore {
 
     async fn search(&self, tenant: &str, query: SearchQuery) -> Result<SearchPage> {
         let tenant = tenant.to_string();
-        self.pool.read(move |c| search::search(c, &tenant, &query)).await
+        self.pool
+            .read(move |c| search::search(c, &tenant, &query))
+            .await
     }
 
     async fn type_counts(&self, tenant: &str) -> Result<Vec<(String, u64)>> {
@@ -286,21 +297,32 @@ impl Store for SqliteStore {
             .await
     }
 
-    fn export(&self, scan: ExportScan, chunk_bytes: usize) -> BoxStream<'static, Result<ExportChunk>> {
+    fn export(
+        &self,
+        scan: ExportScan,
+        chunk_bytes: usize,
+    ) -> BoxStream<'static, Result<ExportChunk>> {
         scan::export(Arc::clone(&self.pool), scan, chunk_bytes)
     }
 
-    fn export_deleted(&self, scan: ExportScan) -> BoxStream<'static, Result<Vec<(String, String)>>> {
+    fn export_deleted(
+        &self,
+        scan: ExportScan,
+    ) -> BoxStream<'static, Result<Vec<(String, String)>>> {
         scan::export_deleted(Arc::clone(&self.pool), scan)
     }
 
     async fn create_job(&self, job: NewJob) -> Result<Job> {
-        self.pool.write(move |tx, ts| jobs::create(tx, job, ts)).await
+        self.pool
+            .write(move |tx, ts| jobs::create(tx, job, ts))
+            .await
     }
 
     async fn job(&self, tenant: &str, id: &str) -> Result<Option<Job>> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        self.pool.read(move |c| jobs::get(c, Some(&tenant), &id)).await
+        self.pool
+            .read(move |c| jobs::get(c, Some(&tenant), &id))
+            .await
     }
 
     async fn units(&self, job_id: &str) -> Result<Vec<Unit>> {
@@ -315,12 +337,16 @@ impl Store for SqliteStore {
 
     async fn active_jobs(&self, tenant: &str, client_id: Option<&str>) -> Result<u64> {
         let (tenant, client) = (tenant.to_string(), client_id.map(str::to_string));
-        self.pool.read(move |c| jobs::active(c, &tenant, client.as_deref())).await
+        self.pool
+            .read(move |c| jobs::active(c, &tenant, client.as_deref()))
+            .await
     }
 
     async fn claim_unit(&self, node: &str, lease: Duration) -> Result<Option<(Job, Unit)>> {
         let node = node.to_string();
-        self.pool.write(move |tx, _| jobs::claim(tx, &node, lease)).await
+        self.pool
+            .write(move |tx, _| jobs::claim(tx, &node, lease))
+            .await
     }
 
     async fn heartbeat(
@@ -352,17 +378,23 @@ impl Store for SqliteStore {
 
     async fn release_unit(&self, job_id: &str, seq: i64, node: &str) -> Result<()> {
         let (job_id, node) = (job_id.to_string(), node.to_string());
-        self.pool.write(move |tx, _| jobs::release(tx, &job_id, seq, &node)).await
+        self.pool
+            .write(move |tx, _| jobs::release(tx, &job_id, seq, &node))
+            .await
     }
 
     async fn fail_job(&self, job_id: &str, reason: &str) -> Result<()> {
         let (job_id, reason) = (job_id.to_string(), reason.to_string());
-        self.pool.write(move |tx, _| jobs::fail(tx, &job_id, &reason)).await
+        self.pool
+            .write(move |tx, _| jobs::fail(tx, &job_id, &reason))
+            .await
     }
 
     async fn cancel_job(&self, tenant: &str, id: &str) -> Result<bool> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
-        self.pool.write(move |tx, _| jobs::cancel(tx, &tenant, &id)).await
+        self.pool
+            .write(move |tx, _| jobs::cancel(tx, &tenant, &id))
+            .await
     }
 
     async fn purgeable_jobs(&self, now: Instant) -> Result<Vec<String>> {
@@ -371,10 +403,14 @@ impl Store for SqliteStore {
 
     async fn delete_job(&self, job_id: &str) -> Result<()> {
         let job_id = job_id.to_string();
-        self.pool.write(move |tx, _| jobs::delete(tx, &job_id)).await
+        self.pool
+            .write(move |tx, _| jobs::delete(tx, &job_id))
+            .await
     }
 
     async fn prune_versions(&self) -> Result<u64> {
-        self.pool.write(move |tx, _| write::prune_versions(tx)).await
+        self.pool
+            .write(move |tx, _| write::prune_versions(tx))
+            .await
     }
 }

@@ -40,9 +40,9 @@ fn scan_params(scan: &ExportScan) -> Vec<SqlValue> {
     ];
     match &scan.scope {
         PatientScope::Group(g) => p.push(SqlValue::Text(g.clone())),
-        PatientScope::Patients(ids) => {
-            p.push(SqlValue::Text(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())))
-        }
+        PatientScope::Patients(ids) => p.push(SqlValue::Text(
+            serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()),
+        )),
         PatientScope::All | PatientScope::AnyPatient => {}
     }
     p
@@ -74,26 +74,43 @@ fn deleted_sql(scope: &PatientScope) -> String {
     )
 }
 
-fn receiver_stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T>>) -> BoxStream<'static, Result<T>> {
-    Box::pin(stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+fn receiver_stream<T: Send + 'static>(
+    rx: mpsc::Receiver<Result<T>>,
+) -> BoxStream<'static, Result<T>> {
+    Box::pin(stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
-pub(super) fn export(pool: Arc<Pool>, scan: ExportScan, chunk_bytes: usize) -> BoxStream<'static, Result<ExportChunk>> {
+pub(super) fn export(
+    pool: Arc<Pool>,
+    scan: ExportScan,
+    chunk_bytes: usize,
+) -> BoxStream<'static, Result<ExportChunk>> {
     let (tx, rx) = mpsc::channel(2);
     tokio::task::spawn_blocking(move || {
         let result = pool.read_blocking(|c| {
             let mut st = c.prepare(&export_sql(&scan.scope))?;
             let mut rows = st.query(rusqlite::params_from_iter(scan_params(&scan)))?;
-            let mut chunk = ExportChunk { bytes: Vec::with_capacity(chunk_bytes + 64 * 1024), count: 0 };
+            let mut chunk = ExportChunk {
+                bytes: Vec::with_capacity(chunk_bytes + 64 * 1024),
+                count: 0,
+            };
             while let Some(row) = rows.next()? {
-                let json = row.get_ref(0)?.as_blob().map_err(|e| StoreError::Database(e.to_string()))?;
+                let json = row
+                    .get_ref(0)?
+                    .as_blob()
+                    .map_err(|e| StoreError::Database(e.to_string()))?;
                 chunk.bytes.extend_from_slice(json);
                 chunk.bytes.push(b'\n');
                 chunk.count += 1;
                 if chunk.bytes.len() >= chunk_bytes {
                     let full = std::mem::replace(
                         &mut chunk,
-                        ExportChunk { bytes: Vec::with_capacity(chunk_bytes + 64 * 1024), count: 0 },
+                        ExportChunk {
+                            bytes: Vec::with_capacity(chunk_bytes + 64 * 1024),
+                            count: 0,
+                        },
                     );
                     if tx.blocking_send(Ok(full)).is_err() {
                         return Ok(()); // the reader went away: stop scanning
@@ -112,7 +129,10 @@ pub(super) fn export(pool: Arc<Pool>, scan: ExportScan, chunk_bytes: usize) -> B
     receiver_stream(rx)
 }
 
-pub(super) fn export_deleted(pool: Arc<Pool>, scan: ExportScan) -> BoxStream<'static, Result<Vec<(String, String)>>> {
+pub(super) fn export_deleted(
+    pool: Arc<Pool>,
+    scan: ExportScan,
+) -> BoxStream<'static, Result<Vec<(String, String)>>> {
     const BATCH: usize = 1000;
     let (tx, rx) = mpsc::channel(2);
     tokio::task::spawn_blocking(move || {
@@ -122,7 +142,8 @@ pub(super) fn export_deleted(pool: Arc<Pool>, scan: ExportScan) -> BoxStream<'st
             let mut batch = Vec::with_capacity(BATCH);
             while let Some(row) = rows.next()? {
                 batch.push((scan.resource_type.clone(), row.get::<_, String>(0)?));
-                if batch.len() == BATCH && tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+                if batch.len() == BATCH && tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err()
+                {
                     return Ok(());
                 }
             }

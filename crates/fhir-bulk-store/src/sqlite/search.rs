@@ -4,8 +4,12 @@ use crate::{Result, SearchPage, SearchQuery};
 use rusqlite::{Connection, types::Value as SqlValue};
 
 pub(super) fn search(c: &Connection, tenant: &str, q: &SearchQuery) -> Result<SearchPage> {
-    let mut sql = String::from("FROM resources r WHERE r.tenant = ?1 AND r.type = ?2 AND r.deleted = 0");
-    let mut p: Vec<SqlValue> = vec![SqlValue::Text(tenant.into()), SqlValue::Text(q.resource_type.clone())];
+    let mut sql =
+        String::from("FROM resources r WHERE r.tenant = ?1 AND r.type = ?2 AND r.deleted = 0");
+    let mut p: Vec<SqlValue> = vec![
+        SqlValue::Text(tenant.into()),
+        SqlValue::Text(q.resource_type.clone()),
+    ];
     let bind = |p: &mut Vec<SqlValue>, v: String| {
         p.push(SqlValue::Text(v));
         format!("?{}", p.len())
@@ -19,8 +23,14 @@ pub(super) fn search(c: &Connection, tenant: &str, q: &SearchQuery) -> Result<Se
             .identifiers
             .iter()
             .map(|(system, value)| match system {
-                Some(s) => format!("(s.param = 'identifier' AND s.value = {})", bind(&mut p, format!("{s}|{value}"))),
-                None => format!("(s.param = 'identifier:value' AND s.value = {})", bind(&mut p, value.clone())),
+                Some(s) => format!(
+                    "(s.param = 'identifier' AND s.value = {})",
+                    bind(&mut p, format!("{s}|{value}"))
+                ),
+                None => format!(
+                    "(s.param = 'identifier:value' AND s.value = {})",
+                    bind(&mut p, value.clone())
+                ),
             })
             .collect();
         sql += &format!(
@@ -45,15 +55,25 @@ pub(super) fn search(c: &Connection, tenant: &str, q: &SearchQuery) -> Result<Se
             alts.join(" OR ")
         );
     }
-    let total: i64 = c.query_row(&format!("SELECT count(*) {sql}"), rusqlite::params_from_iter(p.iter()), |r| r.get(0))?;
+    let total: i64 = c.query_row(
+        &format!("SELECT count(*) {sql}"),
+        rusqlite::params_from_iter(p.iter()),
+        |r| r.get(0),
+    )?;
     let mut resources = Vec::new();
     if q.count > 0 {
-        let page_sql = format!("SELECT r.json {sql} ORDER BY r.id LIMIT {} OFFSET {}", q.count, q.offset);
+        let page_sql = format!(
+            "SELECT r.json {sql} ORDER BY r.id LIMIT {} OFFSET {}",
+            q.count, q.offset
+        );
         let mut st = c.prepare(&page_sql)?;
         let mut rows = st.query(rusqlite::params_from_iter(p.iter()))?;
         while let Some(row) = rows.next()? {
             resources.push(row.get::<_, Vec<u8>>(0)?);
         }
     }
-    Ok(SearchPage { total: total as u64, resources })
+    Ok(SearchPage {
+        total: total as u64,
+        resources,
+    })
 }

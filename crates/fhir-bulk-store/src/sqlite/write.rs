@@ -47,9 +47,11 @@ impl<'a, 'c> Batch<'a, 'c> {
     /// Applies one write. `want_json` returns the stored JSON in the result (REST answers it).
     pub(super) fn apply(&mut self, write: Write, want_json: bool) -> Result<WriteResult> {
         match write {
-            Write::Put { resource_type, id, resource } => {
-                self.put(resource_type, id, resource, want_json)
-            }
+            Write::Put {
+                resource_type,
+                id,
+                resource,
+            } => self.put(resource_type, id, resource, want_json),
             Write::Delete { resource_type, id } => self.delete(resource_type, id),
         }
     }
@@ -74,7 +76,8 @@ impl<'a, 'c> Batch<'a, 'c> {
 
     /// Keeps the live version being replaced if a running export's snapshot may need it.
     fn keep_version(&self, rt: &str, id: &str, old: &Existing) -> Result<()> {
-        let (Some(upto), false, Some(json)) = (self.keep_versions_upto, old.deleted, &old.json) else {
+        let (Some(upto), false, Some(json)) = (self.keep_versions_upto, old.deleted, &old.json)
+        else {
             return Ok(());
         };
         if old.last_updated <= upto {
@@ -84,12 +87,26 @@ impl<'a, 'c> Batch<'a, 'c> {
                      (tenant, type, id, version, last_updated, superseded_at, json)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
-                .execute(params![self.tenant, rt, id, old.version, old.last_updated, self.ts.0, json])?;
+                .execute(params![
+                    self.tenant,
+                    rt,
+                    id,
+                    old.version,
+                    old.last_updated,
+                    self.ts.0,
+                    json
+                ])?;
         }
         Ok(())
     }
 
-    fn put(&mut self, rt: String, id: String, mut resource: Value, want_json: bool) -> Result<WriteResult> {
+    fn put(
+        &mut self,
+        rt: String,
+        id: String,
+        mut resource: Value,
+        want_json: bool,
+    ) -> Result<WriteResult> {
         let old = self.existing(&rt, &id)?;
         let version = old.as_ref().map_or(1, |o| o.version + 1);
         let created = old.as_ref().is_none_or(|o| o.deleted);
@@ -109,7 +126,9 @@ impl<'a, 'c> Batch<'a, 'c> {
         if compartment::is_compartment_type(&rt) {
             if old.is_some() {
                 self.tx
-                    .prepare_cached("DELETE FROM compartment WHERE tenant = ?1 AND type = ?2 AND id = ?3")?
+                    .prepare_cached(
+                        "DELETE FROM compartment WHERE tenant = ?1 AND type = ?2 AND id = ?3",
+                    )?
                     .execute(params![self.tenant, rt, id])?;
             }
             let mut ins = self.tx.prepare_cached(
@@ -184,7 +203,10 @@ impl<'a, 'c> Batch<'a, 'c> {
         self.tx
             .prepare_cached("DELETE FROM group_members WHERE tenant = ?1 AND group_id = ?2")?
             .execute(params![self.tenant, group_id])?;
-        let Some(members) = group.and_then(|g| g.get("member")).and_then(Value::as_array) else {
+        let Some(members) = group
+            .and_then(|g| g.get("member"))
+            .and_then(Value::as_array)
+        else {
             return Ok(());
         };
         let mut ins = self.tx.prepare_cached(
@@ -205,16 +227,33 @@ impl<'a, 'c> Batch<'a, 'c> {
 
     fn replace_search_values(&self, rt: &str, id: &str, resource: Option<&Value>) -> Result<()> {
         self.tx
-            .prepare_cached("DELETE FROM search_values WHERE tenant = ?1 AND type = ?2 AND id = ?3")?
+            .prepare_cached(
+                "DELETE FROM search_values WHERE tenant = ?1 AND type = ?2 AND id = ?3",
+            )?
             .execute(params![self.tenant, rt, id])?;
-        let Some(resource) = resource else { return Ok(()) };
+        let Some(resource) = resource else {
+            return Ok(());
+        };
         let mut ins = self.tx.prepare_cached(
             "INSERT OR IGNORE INTO search_values (tenant, type, id, param, value) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        for ident in resource.get("identifier").and_then(Value::as_array).into_iter().flatten() {
-            let Some(value) = ident.get("value").and_then(Value::as_str) else { continue };
+        for ident in resource
+            .get("identifier")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(value) = ident.get("value").and_then(Value::as_str) else {
+                continue;
+            };
             let system = ident.get("system").and_then(Value::as_str).unwrap_or("");
-            ins.execute(params![self.tenant, rt, id, "identifier", format!("{system}|{value}")])?;
+            ins.execute(params![
+                self.tenant,
+                rt,
+                id,
+                "identifier",
+                format!("{system}|{value}")
+            ])?;
             ins.execute(params![self.tenant, rt, id, "identifier:value", value])?;
         }
         if let Some(name) = resource.get("name").and_then(Value::as_str) {
@@ -241,13 +280,18 @@ impl<'a, 'c> Batch<'a, 'c> {
 /// Sets `meta.versionId` and `meta.lastUpdated`, keeping the rest of `meta`.
 fn set_meta(resource: &mut Value, version: i64, last_updated: &str) {
     let Value::Object(obj) = resource else { return };
-    let meta = obj.entry("meta").or_insert_with(|| Value::Object(Map::new()));
+    let meta = obj
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
     if let Value::Object(m) = meta {
         m.insert("versionId".into(), Value::String(version.to_string()));
-        m.insert("lastUpdated".into(), Value::String(last_updated.to_string()));
+        m.insert(
+            "lastUpdated".into(),
+            Value::String(last_updated.to_string()),
+        );
     }
 }
 
@@ -271,7 +315,10 @@ pub(super) fn prune_versions(tx: &Transaction<'_>) -> Result<u64> {
         |r| r.get(0),
     )?;
     let n = match oldest {
-        Some(t) => tx.execute("DELETE FROM resource_versions WHERE superseded_at <= ?1", params![t])?,
+        Some(t) => tx.execute(
+            "DELETE FROM resource_versions WHERE superseded_at <= ?1",
+            params![t],
+        )?,
         None => tx.execute("DELETE FROM resource_versions", [])?,
     };
     Ok(n as u64)
@@ -284,8 +331,14 @@ mod tests {
     #[test]
     fn splits_references() {
         assert_eq!(split_reference("Patient/p1"), Some(("Patient", "p1")));
-        assert_eq!(split_reference("https://x/fhir/Patient/p1"), Some(("Patient", "p1")));
-        assert_eq!(split_reference("Patient/p1/_history/3"), Some(("Patient", "p1")));
+        assert_eq!(
+            split_reference("https://x/fhir/Patient/p1"),
+            Some(("Patient", "p1"))
+        );
+        assert_eq!(
+            split_reference("Patient/p1/_history/3"),
+            Some(("Patient", "p1"))
+        );
         assert_eq!(split_reference("p1"), None);
         assert_eq!(split_reference("Patient/"), None);
     }

@@ -19,7 +19,10 @@ use fhir_bulk_client::auth::{AuthOptions, Credentials, SecretMethod};
 use fhir_bulk_client::error::humanize;
 use fhir_bulk_client::key::SigningKey;
 use fhir_bulk_client::secret::Secret;
-use fhir_bulk_client::{Error, Event, ExitClass, ExportOptions, ExportRequest, Exporter, Level, Observer, Since, Summary, Timings, Url};
+use fhir_bulk_client::{
+    Error, Event, ExitClass, ExportOptions, ExportRequest, Exporter, Level, Observer, Since,
+    Summary, Timings, Url,
+};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,30 +66,73 @@ pub struct Args {
     #[arg(long, env = "FHIR_BULK_SYSTEM", conflicts_with_all = ["patient_level", "group"], help_heading = "Export level")]
     system: bool,
     /// All patients: [base]/Patient/$export.
-    #[arg(long, env = "FHIR_BULK_PATIENT_LEVEL", conflicts_with = "group", help_heading = "Export level")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_PATIENT_LEVEL",
+        conflicts_with = "group",
+        help_heading = "Export level"
+    )]
     patient_level: bool,
     /// One Group: [base]/Group/<ID>/$export.
-    #[arg(long, env = "FHIR_BULK_GROUP", value_name = "ID", help_heading = "Export level")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_GROUP",
+        value_name = "ID",
+        help_heading = "Export level"
+    )]
     group: Option<String>,
 
     /// Resource types to export (_type); comma-separated or repeated.
-    #[arg(long = "type", env = "FHIR_BULK_TYPE", value_delimiter = ',', value_name = "TYPE", help_heading = "Kick-off")]
+    #[arg(
+        long = "type",
+        env = "FHIR_BULK_TYPE",
+        value_delimiter = ',',
+        value_name = "TYPE",
+        help_heading = "Kick-off"
+    )]
     types: Vec<String>,
     /// Only resources changed after this FHIR instant (_since), or `auto` for the
     /// transactionTime of the last complete run into DIR for the same server, level and types.
-    #[arg(long, env = "FHIR_BULK_SINCE", value_name = "INSTANT|auto", help_heading = "Kick-off")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_SINCE",
+        value_name = "INSTANT|auto",
+        help_heading = "Kick-off"
+    )]
     since: Option<String>,
     /// Only resources changed before this FHIR instant (_until, STU3).
-    #[arg(long, env = "FHIR_BULK_UNTIL", value_name = "INSTANT", help_heading = "Kick-off")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_UNTIL",
+        value_name = "INSTANT",
+        help_heading = "Kick-off"
+    )]
     until: Option<String>,
     /// A _typeFilter search query, e.g. 'Observation?category=laboratory'; repeat for more.
-    #[arg(long, env = "FHIR_BULK_TYPE_FILTER", value_name = "QUERY", help_heading = "Kick-off")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_TYPE_FILTER",
+        value_name = "QUERY",
+        help_heading = "Kick-off"
+    )]
     type_filter: Vec<String>,
     /// Elements to keep (_elements); comma-separated or repeated.
-    #[arg(long, env = "FHIR_BULK_ELEMENTS", value_delimiter = ',', value_name = "ELEMENT", help_heading = "Kick-off")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_ELEMENTS",
+        value_delimiter = ',',
+        value_name = "ELEMENT",
+        help_heading = "Kick-off"
+    )]
     elements: Vec<String>,
     /// Patient ids to export (patient; implies --post); comma-separated or repeated.
-    #[arg(long, env = "FHIR_BULK_PATIENT", value_delimiter = ',', value_name = "ID", help_heading = "Kick-off")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_PATIENT",
+        value_delimiter = ',',
+        value_name = "ID",
+        help_heading = "Kick-off"
+    )]
     patient: Vec<String>,
     /// Send the kick-off as POST with a Parameters body.
     #[arg(long, env = "FHIR_BULK_POST", help_heading = "Kick-off")]
@@ -96,10 +142,20 @@ pub struct Args {
     lenient: bool,
 
     /// Registered client_id (SMART Backend Services).
-    #[arg(long, env = "FHIR_BULK_CLIENT_ID", value_name = "ID", help_heading = "Auth")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_CLIENT_ID",
+        value_name = "ID",
+        help_heading = "Auth"
+    )]
     client_id: Option<String>,
     /// Private key file: PEM (PKCS#8), JWK or JWKS; RSA signs RS384, P-384 signs ES384.
-    #[arg(long, env = "FHIR_BULK_KEY", value_name = "FILE", help_heading = "Auth")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_KEY",
+        value_name = "FILE",
+        help_heading = "Auth"
+    )]
     key: Option<PathBuf>,
     /// The key id for the JWT header (default: the JWK's kid, else the key's RFC 7638 thumbprint).
     #[arg(long, env = "FHIR_BULK_KID", value_name = "KID", help_heading = "Auth")]
@@ -108,26 +164,58 @@ pub struct Args {
     #[arg(long, env = "FHIR_BULK_JKU", value_name = "URL", help_heading = "Auth")]
     jku: Option<String>,
     /// File holding the client secret (else the FHIR_BULK_CLIENT_SECRET variable).
-    #[arg(long, env = "FHIR_BULK_SECRET_FILE", value_name = "FILE", help_heading = "Auth")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_SECRET_FILE",
+        value_name = "FILE",
+        help_heading = "Auth"
+    )]
     secret_file: Option<PathBuf>,
     /// How to send the client secret.
-    #[arg(long, env = "FHIR_BULK_SECRET_METHOD", value_enum, default_value = "basic", help_heading = "Auth")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_SECRET_METHOD",
+        value_enum,
+        default_value = "basic",
+        help_heading = "Auth"
+    )]
     secret_method: SecretMethodArg,
     /// Scopes to request, as given (default system/*.rs, falling back to system/*.read).
-    #[arg(long, env = "FHIR_BULK_SCOPE", value_name = "SCOPES", help_heading = "Auth")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_SCOPE",
+        value_name = "SCOPES",
+        help_heading = "Auth"
+    )]
     scope: Option<String>,
     /// Token endpoint (default: discovered from .well-known/smart-configuration).
-    #[arg(long, env = "FHIR_BULK_TOKEN_URL", value_name = "URL", help_heading = "Auth")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_TOKEN_URL",
+        value_name = "URL",
+        help_heading = "Auth"
+    )]
     token_url: Option<String>,
     /// A ready access token (never renewed).
-    #[arg(long, env = "FHIR_BULK_BEARER", hide_env_values = true, value_name = "TOKEN", help_heading = "Auth")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_BEARER",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        help_heading = "Auth"
+    )]
     bearer: Option<String>,
 
     /// Output directory.
     #[arg(long, env = "FHIR_BULK_OUT", value_name = "DIR")]
     out: PathBuf,
     /// Downloads at a time.
-    #[arg(long, env = "FHIR_BULK_PARALLEL", default_value_t = 4, value_name = "N")]
+    #[arg(
+        long,
+        env = "FHIR_BULK_PARALLEL",
+        default_value_t = 4,
+        value_name = "N"
+    )]
     parallel: usize,
     /// Store files gzip-compressed (.ndjson.gz).
     #[arg(long, env = "FHIR_BULK_GZIP")]
@@ -159,7 +247,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration like 90s, 30m or 6h"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 90s, 30m or 6h"))?;
     let d = match unit.trim() {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
@@ -176,32 +266,60 @@ fn usage(message: impl Into<String>) -> Error {
 
 /// Turns the flags into library options; no network.
 fn options(args: Args) -> Result<ExportOptions, Error> {
-    let base_url = Url::parse(&args.base_url).map_err(|e| usage(format!("BASE_URL '{}': {e}", args.base_url)))?;
+    let base_url = Url::parse(&args.base_url)
+        .map_err(|e| usage(format!("BASE_URL '{}': {e}", args.base_url)))?;
     let level = match (&args.group, args.patient_level) {
         (Some(id), _) => Level::Group(id.clone()),
         (None, true) => Level::Patient,
         (None, false) => Level::System,
     };
-    let since = args.since.map(|s| if s.eq_ignore_ascii_case("auto") { Since::Auto } else { Since::At(s) });
+    let since = args.since.map(|s| {
+        if s.eq_ignore_ascii_case("auto") {
+            Since::Auto
+        } else {
+            Since::At(s)
+        }
+    });
     let request = ExportRequest {
         level,
-        types: args.types.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
+        types: args
+            .types
+            .into_iter()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
         since,
         until: args.until,
         type_filters: args.type_filter,
-        elements: args.elements.into_iter().map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect(),
-        patients: args.patient.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect(),
+        elements: args
+            .elements
+            .into_iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect(),
+        patients: args
+            .patient
+            .into_iter()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
         post: args.post,
         lenient: args.lenient,
     };
 
-    let env_secret = std::env::var("FHIR_BULK_CLIENT_SECRET").ok().filter(|s| !s.is_empty());
+    let env_secret = std::env::var("FHIR_BULK_CLIENT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
     let credentials = match (args.bearer, args.client_id, args.key, args.secret_file) {
         (Some(_), Some(_), _, _) | (Some(_), _, Some(_), _) | (Some(_), _, _, Some(_)) => {
-            return Err(usage("--bearer cannot be combined with --client-id, --key or --secret-file"));
+            return Err(usage(
+                "--bearer cannot be combined with --client-id, --key or --secret-file",
+            ));
         }
         (Some(token), None, None, None) => Credentials::Bearer(Secret::new(token.trim())),
-        (None, Some(_), Some(_), Some(_)) => return Err(usage("give --key or --secret-file, not both")),
+        (None, Some(_), Some(_), Some(_)) => {
+            return Err(usage("give --key or --secret-file, not both"));
+        }
         (None, Some(client_id), Some(key), None) => Credentials::PrivateKey {
             key: SigningKey::from_file(&key, args.kid.as_deref())?,
             client_id,
@@ -213,15 +331,23 @@ fn options(args: Args) -> Result<ExportOptions, Error> {
                     .map_err(|e| usage(format!("--secret-file {}: {e}", path.display())))?
                     .trim_end_matches(['\r', '\n'])
                     .to_string(),
-                None => env_secret.ok_or_else(|| usage("--client-id needs --key, --secret-file or FHIR_BULK_CLIENT_SECRET"))?,
+                None => env_secret.ok_or_else(|| {
+                    usage("--client-id needs --key, --secret-file or FHIR_BULK_CLIENT_SECRET")
+                })?,
             };
             let method = match args.secret_method {
                 SecretMethodArg::Basic => SecretMethod::Basic,
                 SecretMethodArg::Post => SecretMethod::Post,
             };
-            Credentials::ClientSecret { client_id, secret: Secret::new(secret), method }
+            Credentials::ClientSecret {
+                client_id,
+                secret: Secret::new(secret),
+                method,
+            }
         }
-        (None, None, Some(_), _) | (None, None, _, Some(_)) => return Err(usage("--key and --secret-file need --client-id")),
+        (None, None, Some(_), _) | (None, None, _, Some(_)) => {
+            return Err(usage("--key and --secret-file need --client-id"));
+        }
         (None, None, None, None) => Credentials::None,
     };
     let token_url = args
@@ -244,7 +370,11 @@ fn options(args: Args) -> Result<ExportOptions, Error> {
     };
     let mut options = ExportOptions::new(base_url, args.out);
     options.request = request;
-    options.auth = AuthOptions { credentials, scope: args.scope, token_url };
+    options.auth = AuthOptions {
+        credentials,
+        scope: args.scope,
+        token_url,
+    };
     options.parallel = args.parallel;
     options.gzip = args.gzip;
     options.keep = args.keep;
@@ -303,19 +433,38 @@ fn print_summary(s: &Summary, out: &std::path::Path) {
     );
     let width = s.types.keys().map(String::len).max().unwrap_or(0);
     for (t, totals) in &s.types {
-        println!("  {t:<width$}  {:>10} resources  {:>4} files  {:>10}", totals.resources, totals.files, HumanBytes(totals.bytes).to_string());
+        println!(
+            "  {t:<width$}  {:>10} resources  {:>4} files  {:>10}",
+            totals.resources,
+            totals.files,
+            HumanBytes(totals.bytes).to_string()
+        );
     }
     if s.deleted_files > 0 {
-        println!("  {} deletion bundle(s) in {}", s.deleted_resources, out.join("deleted").display());
+        println!(
+            "  {} deletion bundle(s) in {}",
+            s.deleted_resources,
+            out.join("deleted").display()
+        );
     }
     if s.error_files > 0 {
-        println!("  {} OperationOutcome(s) from the server in {}", s.error_resources, out.join("error").display());
+        println!(
+            "  {} OperationOutcome(s) from the server in {}",
+            s.error_resources,
+            out.join("error").display()
+        );
         for m in &s.error_messages {
             println!("    - {m}");
         }
     }
-    println!("transactionTime {} (the next --since auto)", s.transaction_time);
-    println!("Files, manifest.json and summary.json are in {}", out.display());
+    println!(
+        "transactionTime {} (the next --since auto)",
+        s.transaction_time
+    );
+    println!(
+        "Files, manifest.json and summary.json are in {}",
+        out.display()
+    );
 }
 
 /// Progress bars over the library's events: a spinner while the server works, then a bar
@@ -331,47 +480,90 @@ struct Bars {
 impl Bars {
     fn new() -> Bars {
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("valid template"));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                .expect("valid template"),
+        );
         bar.enable_steady_tick(Duration::from_millis(200));
         bar.set_message("starting");
-        Bars { bar, bytes: AtomicU64::new(0), resources: AtomicU64::new(0), phase: Mutex::new(()) }
+        Bars {
+            bar,
+            bytes: AtomicU64::new(0),
+            resources: AtomicU64::new(0),
+            phase: Mutex::new(()),
+        }
     }
 
     fn totals(&self) -> String {
-        format!("{}, {} resources", HumanBytes(self.bytes.load(Ordering::Relaxed)), self.resources.load(Ordering::Relaxed))
+        format!(
+            "{}, {} resources",
+            HumanBytes(self.bytes.load(Ordering::Relaxed)),
+            self.resources.load(Ordering::Relaxed)
+        )
     }
 }
 
 impl Observer for Bars {
     fn event(&self, event: &Event) {
         match event {
-            Event::Resumed { status_url, files_done } => self.bar.println(match status_url {
-                Some(u) => format!("continuing the unfinished export {u} ({files_done} files already done)"),
+            Event::Resumed {
+                status_url,
+                files_done,
+            } => self.bar.println(match status_url {
+                Some(u) => format!(
+                    "continuing the unfinished export {u} ({files_done} files already done)"
+                ),
                 None => "continuing the unfinished export".to_string(),
             }),
-            Event::KickedOff { status_url } => self.bar.set_message(format!("export accepted, waiting for the server ({status_url})")),
-            Event::Polling { progress, percent, next_poll_in, .. } => {
+            Event::KickedOff { status_url } => self.bar.set_message(format!(
+                "export accepted, waiting for the server ({status_url})"
+            )),
+            Event::Polling {
+                progress,
+                percent,
+                next_poll_in,
+                ..
+            } => {
                 let pct = percent.map(|p| format!("{p}% ")).unwrap_or_default();
                 let text = progress.as_deref().unwrap_or("in progress");
-                self.bar.set_message(format!("server working: {pct}{text} (next check in {})", humanize(*next_poll_in)));
+                self.bar.set_message(format!(
+                    "server working: {pct}{text} (next check in {})",
+                    humanize(*next_poll_in)
+                ));
             }
-            Event::Retrying { phase, reason, delay } => {
-                self.bar.set_message(format!("{phase}: {reason}; retrying in {}", humanize(*delay)));
+            Event::Retrying {
+                phase,
+                reason,
+                delay,
+            } => {
+                self.bar.set_message(format!(
+                    "{phase}: {reason}; retrying in {}",
+                    humanize(*delay)
+                ));
             }
             Event::ManifestReady { files, resources } => {
                 let _guard = self.phase.lock();
                 self.bar.set_style(
-                    ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} files, {msg}")
-                        .expect("valid template"),
+                    ProgressStyle::with_template(
+                        "[{elapsed_precise}] {bar:30} {pos}/{len} files, {msg}",
+                    )
+                    .expect("valid template"),
                 );
                 self.bar.set_length(*files as u64);
                 self.bar.set_position(0);
                 if let Some(r) = resources {
-                    self.bar.println(format!("{files} files to download, {r} resources announced"));
+                    self.bar.println(format!(
+                        "{files} files to download, {r} resources announced"
+                    ));
                 }
                 self.bar.set_message(self.totals());
             }
-            Event::FileSkipped { bytes, resources, .. } | Event::FileDone { bytes, resources, .. } => {
+            Event::FileSkipped {
+                bytes, resources, ..
+            }
+            | Event::FileDone {
+                bytes, resources, ..
+            } => {
                 if matches!(event, Event::FileSkipped { .. }) {
                     self.bytes.fetch_add(*bytes, Ordering::Relaxed);
                 }
@@ -401,7 +593,8 @@ mod tests {
     }
 
     fn parse(argv: &[&str]) -> Result<ExportOptions, Error> {
-        let cli = Cli::try_parse_from(std::iter::once("export").chain(argv.iter().copied())).map_err(|e| usage(e.to_string()))?;
+        let cli = Cli::try_parse_from(std::iter::once("export").chain(argv.iter().copied()))
+            .map_err(|e| usage(e.to_string()))?;
         options(cli.args)
     }
 
@@ -417,7 +610,20 @@ mod tests {
 
     #[test]
     fn flags_become_options() {
-        let o = parse(&["https://h/fhir", "--group", "g1", "--type", "Patient,Observation", "--since", "auto", "--out", "/tmp/x", "--bearer", "t"]).unwrap();
+        let o = parse(&[
+            "https://h/fhir",
+            "--group",
+            "g1",
+            "--type",
+            "Patient,Observation",
+            "--since",
+            "auto",
+            "--out",
+            "/tmp/x",
+            "--bearer",
+            "t",
+        ])
+        .unwrap();
         assert_eq!(o.request.level, Level::Group("g1".into()));
         assert_eq!(o.request.types, ["Patient", "Observation"]);
         assert_eq!(o.request.since, Some(Since::Auto));
@@ -428,13 +634,29 @@ mod tests {
     #[test]
     fn conflicting_or_incomplete_auth_is_a_usage_error() {
         for argv in [
-            &["https://h/fhir", "--out", "d", "--bearer", "t", "--client-id", "c"][..],
+            &[
+                "https://h/fhir",
+                "--out",
+                "d",
+                "--bearer",
+                "t",
+                "--client-id",
+                "c",
+            ][..],
             &["https://h/fhir", "--out", "d", "--key", "k.pem"][..],
-            &["https://h/fhir", "--out", "d", "--max-poll-interval", "500ms"][..],
+            &[
+                "https://h/fhir",
+                "--out",
+                "d",
+                "--max-poll-interval",
+                "500ms",
+            ][..],
             &["not a url", "--out", "d"][..],
             &["https://h/fhir", "--out", "d", "--system", "--group", "g"][..],
         ] {
-            let e = parse(argv).err().unwrap_or_else(|| panic!("{argv:?} should fail"));
+            let e = parse(argv)
+                .err()
+                .unwrap_or_else(|| panic!("{argv:?} should fail"));
             assert_eq!(e.exit_class(), ExitClass::Usage, "{argv:?}: {e}");
         }
     }

@@ -14,7 +14,13 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args)]
 pub struct Args {
     /// Signing algorithm: ES384 (P-384) or RS384 (RSA 2048).
-    #[arg(long, env = "FHIR_BULK_ALG", value_enum, default_value = "ES384", ignore_case = true)]
+    #[arg(
+        long,
+        env = "FHIR_BULK_ALG",
+        value_enum,
+        default_value = "ES384",
+        ignore_case = true
+    )]
     alg: AlgArg,
     /// Directory to write the files into (created if missing).
     #[arg(long, env = "FHIR_BULK_OUT", value_name = "DIR")]
@@ -81,24 +87,52 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let private_pem = args.out.join("private-key.pem");
     if private_pem.exists() && !args.force {
-        bail!("{} exists; use --force to overwrite it", private_pem.display());
+        bail!(
+            "{} exists; use --force to overwrite it",
+            private_pem.display()
+        );
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     // RSA generation takes a moment of CPU: keep it off the async workers.
     let kid = args.kid.clone();
     let key = tokio::task::spawn_blocking(move || generate(alg, kid.as_deref()))
         .await?
         .map_err(|e| anyhow::anyhow!("key generation failed: {e}"))?;
-    write_new(&private_pem, key.private_pem.expose().as_bytes(), true, args.force)?;
+    write_new(
+        &private_pem,
+        key.private_pem.expose().as_bytes(),
+        true,
+        args.force,
+    )?;
     let jwks = args.out.join("jwks.json");
-    write_new(&jwks, serde_json::to_string_pretty(&key.public_jwks)?.as_bytes(), false, args.force)?;
-    println!("{}  private key (PKCS#8, keep it secret)", private_pem.display());
+    write_new(
+        &jwks,
+        serde_json::to_string_pretty(&key.public_jwks)?.as_bytes(),
+        false,
+        args.force,
+    )?;
+    println!(
+        "{}  private key (PKCS#8, keep it secret)",
+        private_pem.display()
+    );
     if args.private_jwks {
         let private_jwks = args.out.join("private.jwks.json");
-        write_new(&private_jwks, key.private_jwks.expose().as_bytes(), true, args.force)?;
-        println!("{}  private key as JWKS (keep it secret)", private_jwks.display());
+        write_new(
+            &private_jwks,
+            key.private_jwks.expose().as_bytes(),
+            true,
+            args.force,
+        )?;
+        println!(
+            "{}  private key as JWKS (keep it secret)",
+            private_jwks.display()
+        );
     }
-    println!("{}  public JWKS to register with the server", jwks.display());
+    println!(
+        "{}  public JWKS to register with the server",
+        jwks.display()
+    );
     println!("alg {}, kid {}", alg.as_str(), key.kid);
     Ok(())
 }

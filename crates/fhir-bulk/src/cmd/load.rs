@@ -28,7 +28,10 @@ pub struct Args {
 /// Runs the command.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.tenant.is_empty() || args.tenant.contains('/') {
-        anyhow::bail!("--tenant '{}' is not a tenant name (non-empty, no '/')", args.tenant);
+        anyhow::bail!(
+            "--tenant '{}' is not a tenant name (non-empty, no '/')",
+            args.tenant
+        );
     }
     if args.database.starts_with("postgres://") || args.database.starts_with("postgresql://") {
         anyhow::bail!("PostgreSQL databases are not supported yet; use a SQLite file path");
@@ -86,7 +89,8 @@ impl LoadProgress for Bar {
 
     fn skipped(&self, path: &Path, reason: &str) {
         // `println` would be dropped with a hidden bar; a note must always show.
-        self.bar.suspend(|| eprintln!("note: skipped {}: {reason}", path.display()));
+        self.bar
+            .suspend(|| eprintln!("note: skipped {}: {reason}", path.display()));
     }
 
     fn file_started(&self, path: &Path) {
@@ -97,7 +101,11 @@ impl LoadProgress for Bar {
     fn advanced(&self, bytes_read: u64, resources: u64) {
         self.bar.set_position(bytes_read);
         let rate = resources as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
-        self.bar.set_message(format!("{} resources, {}/s", thousands(resources), thousands(rate as u64)));
+        self.bar.set_message(format!(
+            "{} resources, {}/s",
+            thousands(resources),
+            thousands(rate as u64)
+        ));
     }
 
     fn file_loaded(&self, _report: &FileReport) {
@@ -106,7 +114,13 @@ impl LoadProgress for Bar {
 }
 
 fn print_summary(report: &LoadReport, database: &str, tenant: &str) {
-    let width = report.per_type.keys().map(String::len).max().unwrap_or(0).max(5);
+    let width = report
+        .per_type
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(5);
     for (t, n) in &report.per_type {
         println!("{t:<width$}  {:>12}", thousands(*n));
     }
@@ -128,12 +142,12 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
 /// `38473` → `38,473`.
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
+    // 1 to 3 digits before the first separator, then groups of 3.
+    let head = (digits.len() - 1) % 3 + 1;
+    let mut out = digits[..head].to_string();
+    for group in digits.as_bytes()[head..].chunks(3) {
+        out.push(',');
+        out.push_str(std::str::from_utf8(group).expect("ASCII digits"));
     }
     out
 }

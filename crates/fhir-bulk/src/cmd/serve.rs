@@ -70,7 +70,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr()?;
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
     let mut config = ServerConfig::new(public_url, &args.output);
     config.workers = args.workers;
     config.lease = Duration::from_secs(args.lease_seconds.max(1));
@@ -81,7 +84,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.max_exports_per_client = args.max_exports_per_client;
     config.auth_enabled = false;
     if args.no_auth {
-        tracing::warn!("AUTHORIZATION IS OFF (--no-auth): anyone who can reach this port can read and export every resource");
+        tracing::warn!(
+            "AUTHORIZATION IS OFF (--no-auth): anyone who can reach this port can read and export every resource"
+        );
     }
     tracing::info!(base = %format!("{}/fhir", config.public_url), database = %args.database.display(), "fhir-bulk server listening");
     fhir_bulk_server::serve(listener, store, config, shutdown_signal())

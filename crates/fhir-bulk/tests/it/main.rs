@@ -1,0 +1,3 @@
+//! End-to-end tests of the `fhir-bulk` binary: real processes, real signals.
+
+mod crash;
