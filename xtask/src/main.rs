@@ -3,6 +3,10 @@
 //! - `cargo xtask gen` regenerates the tables of `fhir-bulk-spec` from the official FHIR R4
 //!   definitions in `<workspace>/../shared/fhir-r4`.
 //! - `cargo xtask gen --check` fails when the checked-in tables differ from a fresh generation.
+//! - `cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE]` runs the
+//!   benchmark suite (see `bench.rs`).
+
+mod bench;
 
 use anyhow::{Result, bail};
 use std::path::Path;
@@ -14,7 +18,10 @@ fn main() -> Result<()> {
     match args.as_slice() {
         ["gen"] => generate(false),
         ["gen", "--check"] => generate(true),
-        _ => bail!("usage: cargo xtask gen [--check]"),
+        ["bench", rest @ ..] => bench_cmd(rest),
+        _ => bail!(
+            "usage: cargo xtask gen [--check] | cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE]"
+        ),
     }
 }
 
@@ -44,4 +51,32 @@ fn generate(check: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn bench_cmd(args: &[&str]) -> Result<()> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace");
+    let mut opts = bench::Options {
+        patients: 10_000,
+        data: None,
+        dir: std::env::temp_dir().join("fhir-bulk-bench"),
+        json_out: workspace.join("target/bench.json"),
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .copied()
+                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))
+        };
+        match *flag {
+            "--patients" => opts.patients = value()?.parse()?,
+            "--data" => opts.data = Some(value()?.into()),
+            "--dir" => opts.dir = value()?.into(),
+            "--json" => opts.json_out = value()?.into(),
+            other => bail!("unknown bench option {other}"),
+        }
+    }
+    bench::run(workspace, opts)
 }

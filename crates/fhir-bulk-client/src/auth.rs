@@ -68,7 +68,11 @@ pub struct AuthOptions {
 
 impl Default for AuthOptions {
     fn default() -> AuthOptions {
-        AuthOptions { credentials: Credentials::None, scope: None, token_url: None }
+        AuthOptions {
+            credentials: Credentials::None,
+            scope: None,
+            token_url: None,
+        }
     }
 }
 
@@ -110,29 +114,56 @@ pub(crate) struct Auth {
 const DEFAULT_EXPIRES_IN: u64 = 300;
 
 impl Auth {
-    pub fn new(options: AuthOptions, http: reqwest::Client, base: Url, timings: Timings, verbose: bool) -> Auth {
-        Auth { options, http, base, timings, verbose, state: tokio::sync::Mutex::new(TokenState::default()) }
+    pub fn new(
+        options: AuthOptions,
+        http: reqwest::Client,
+        base: Url,
+        timings: Timings,
+        verbose: bool,
+    ) -> Auth {
+        Auth {
+            options,
+            http,
+            base,
+            timings,
+            verbose,
+            state: tokio::sync::Mutex::new(TokenState::default()),
+        }
     }
 
     /// Whether a fresh token can be had (not for `None` or a fixed bearer token).
     pub fn renewable(&self) -> bool {
-        matches!(self.options.credentials, Credentials::ClientSecret { .. } | Credentials::PrivateKey { .. })
+        matches!(
+            self.options.credentials,
+            Credentials::ClientSecret { .. } | Credentials::PrivateKey { .. }
+        )
     }
 
     /// The token to send now, renewed first if it is due.
     pub async fn bearer(&self) -> Result<Option<Bearer>> {
         match &self.options.credentials {
             Credentials::None => return Ok(None),
-            Credentials::Bearer(token) => return Ok(Some(Bearer { value: token.clone(), generation: 0 })),
+            Credentials::Bearer(token) => {
+                return Ok(Some(Bearer {
+                    value: token.clone(),
+                    generation: 0,
+                }));
+            }
             _ => {}
         }
         let mut state = self.state.lock().await;
-        let due = state.token.as_ref().is_none_or(|t| Instant::now() >= t.renew_at);
+        let due = state
+            .token
+            .as_ref()
+            .is_none_or(|t| Instant::now() >= t.renew_at);
         if due {
             self.renew(&mut state).await?;
         }
         let token = state.token.as_ref().expect("renew() sets a token or fails");
-        Ok(Some(Bearer { value: token.value.clone(), generation: state.generation }))
+        Ok(Some(Bearer {
+            value: token.value.clone(),
+            generation: state.generation,
+        }))
     }
 
     /// After a 401 with the token of `generation`: renew, unless another task already did.
@@ -149,7 +180,9 @@ impl Auth {
             state.token_url = match &self.options.token_url {
                 Some(url) => Some(url.clone()),
                 None => {
-                    let smart = discovery::discover(&self.http, &self.base, &self.timings, self.verbose).await?;
+                    let smart =
+                        discovery::discover(&self.http, &self.base, &self.timings, self.verbose)
+                            .await?;
                     let url = smart.token_endpoint.clone();
                     state.smart = Some(smart);
                     Some(url)
@@ -182,7 +215,10 @@ impl Auth {
                 Ok(resp) => resp,
                 Err(e) if !last_try => {
                     let delay = backoff.next_delay();
-                    tracing::warn!("token request failed ({e}); retrying in {}", crate::error::humanize(delay));
+                    tracing::warn!(
+                        "token request failed ({e}); retrying in {}",
+                        crate::error::humanize(delay)
+                    );
                     tokio::time::sleep(delay).await;
                     continue;
                 }
@@ -191,7 +227,10 @@ impl Auth {
             let status = resp.status();
             if is_retryable_status(status) && !last_try {
                 let delay = retry_after_or(resp.headers(), backoff.next_delay());
-                tracing::warn!("token endpoint answered HTTP {status}; retrying in {}", crate::error::humanize(delay));
+                tracing::warn!(
+                    "token endpoint answered HTTP {status}; retrying in {}",
+                    crate::error::humanize(delay)
+                );
                 tokio::time::sleep(delay).await;
                 continue;
             }
@@ -217,9 +256,18 @@ impl Auth {
                 return Ok((token, scope));
             }
             let error = v.get("error").and_then(Value::as_str).map(str::to_string);
-            let description = v.get("error_description").and_then(Value::as_str).map(str::to_string);
-            if error.as_deref() == Some("invalid_scope") && self.options.scope.is_none() && scope != V1_SCOPE && !tried_v1 {
-                tracing::info!("scope '{scope}' refused (invalid_scope); retrying with '{V1_SCOPE}' (SMART v1)");
+            let description = v
+                .get("error_description")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if error.as_deref() == Some("invalid_scope")
+                && self.options.scope.is_none()
+                && scope != V1_SCOPE
+                && !tried_v1
+            {
+                tracing::info!(
+                    "scope '{scope}' refused (invalid_scope); retrying with '{V1_SCOPE}' (SMART v1)"
+                );
                 scope = V1_SCOPE.to_string();
                 tried_v1 = true;
                 continue;
@@ -227,7 +275,10 @@ impl Auth {
             return Err(Error::Token {
                 status: status.as_u16(),
                 error: error.unwrap_or_else(|| {
-                    format!("no OAuth error code in the answer ({})", status.canonical_reason().unwrap_or("?"))
+                    format!(
+                        "no OAuth error code in the answer ({})",
+                        status.canonical_reason().unwrap_or("?")
+                    )
                 }),
                 description,
             });
@@ -235,41 +286,77 @@ impl Auth {
     }
 
     async fn post_token_request(&self, token_url: &Url, scope: &str) -> Result<reqwest::Response> {
-        let mut form: Vec<(&str, String)> = vec![("grant_type", "client_credentials".into()), ("scope", scope.into())];
-        let mut request = self.http.post(token_url.clone()).header(ACCEPT, "application/json");
+        let mut form: Vec<(&str, String)> = vec![
+            ("grant_type", "client_credentials".into()),
+            ("scope", scope.into()),
+        ];
+        let mut request = self
+            .http
+            .post(token_url.clone())
+            .header(ACCEPT, "application/json");
         match &self.options.credentials {
-            Credentials::PrivateKey { client_id, key, jku } => {
+            Credentials::PrivateKey {
+                client_id,
+                key,
+                jku,
+            } => {
                 let assertion = key
                     .client_assertion(client_id, token_url.as_str(), jku.as_deref())
-                    .map_err(|reason| Error::Key { path: "(loaded key)".into(), reason })?;
-                form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()));
+                    .map_err(|reason| Error::Key {
+                        path: "(loaded key)".into(),
+                        reason,
+                    })?;
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                ));
                 form.push(("client_assertion", assertion));
                 // V10: some servers want it; harmless for the others.
                 form.push(("client_id", client_id.clone()));
             }
-            Credentials::ClientSecret { client_id, secret, method: SecretMethod::Basic } => {
+            Credentials::ClientSecret {
+                client_id,
+                secret,
+                method: SecretMethod::Basic,
+            } => {
                 // RFC 6749 §2.3.1: form-encode both parts before base64.
-                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let enc = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
                 let pair = format!("{}:{}", enc(client_id), enc(secret.expose()));
                 let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
-                let mut value = HeaderValue::from_str(&format!("Basic {b64}")).map_err(|_| Error::Usage("the client id or secret cannot be sent in a header".into()))?;
+                let mut value = HeaderValue::from_str(&format!("Basic {b64}")).map_err(|_| {
+                    Error::Usage("the client id or secret cannot be sent in a header".into())
+                })?;
                 value.set_sensitive(true);
                 request = request.header(AUTHORIZATION, value);
             }
-            Credentials::ClientSecret { client_id, secret, method: SecretMethod::Post } => {
+            Credentials::ClientSecret {
+                client_id,
+                secret,
+                method: SecretMethod::Post,
+            } => {
                 form.push(("client_id", client_id.clone()));
                 form.push(("client_secret", secret.expose().to_string()));
             }
-            Credentials::None | Credentials::Bearer(_) => unreachable!("only renewable credentials request tokens"),
+            Credentials::None | Credentials::Bearer(_) => {
+                unreachable!("only renewable credentials request tokens")
+            }
         }
-        log_request(self.verbose, format_args!("token request: POST {token_url} (scope {scope})"));
+        log_request(
+            self.verbose,
+            format_args!("token request: POST {token_url} (scope {scope})"),
+        );
         let resp = request.form(&form).send().await.map_err(|e| Error::Http {
             phase: Phase::Token,
             url: token_url.to_string(),
             connect: e.is_connect(),
             message: describe(e),
         })?;
-        log_request(self.verbose, format_args!("token request: POST {token_url} -> {}", resp.status()));
+        log_request(
+            self.verbose,
+            format_args!("token request: POST {token_url} -> {}", resp.status()),
+        );
         Ok(resp)
     }
 }
@@ -277,7 +364,11 @@ impl Auth {
 /// Reads a successful token response (TK3) leniently: `token_type` compared case-insensitively
 /// (V10 `Bearer`), `expires_in` as a number or a string, 300 s when missing (V10).
 fn parse_token_response(v: &Value, requested_at: Instant) -> Result<Token, String> {
-    let access = v.get("access_token").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or("the answer has no access_token")?;
+    let access = v
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or("the answer has no access_token")?;
     if let Some(kind) = v.get("token_type").and_then(Value::as_str)
         && !kind.eq_ignore_ascii_case("bearer")
     {
@@ -289,7 +380,10 @@ fn parse_token_response(v: &Value, requested_at: Instant) -> Result<Token, Strin
         _ => None,
     }
     .unwrap_or(DEFAULT_EXPIRES_IN);
-    Ok(Token { value: Secret::new(access), renew_at: requested_at + renewal_lead(expires_in) })
+    Ok(Token {
+        value: Secret::new(access),
+        renew_at: requested_at + renewal_lead(expires_in),
+    })
 }
 
 /// When to renew a token that lives `expires_in` seconds: a fifth of its life early (at most a
@@ -316,19 +410,33 @@ mod tests {
     #[test]
     fn token_quirks_v10() {
         let now = Instant::now();
-        let t = parse_token_response(&json!({"access_token":"a","token_type":"Bearer"}), now).unwrap();
+        let t =
+            parse_token_response(&json!({"access_token":"a","token_type":"Bearer"}), now).unwrap();
         assert_eq!(t.renew_at - now, renewal_lead(300));
-        let t = parse_token_response(&json!({"access_token":"a","token_type":"bearer","expires_in":"3600"}), now).unwrap();
+        let t = parse_token_response(
+            &json!({"access_token":"a","token_type":"bearer","expires_in":"3600"}),
+            now,
+        )
+        .unwrap();
         assert_eq!(t.renew_at - now, renewal_lead(3600));
-        assert!(parse_token_response(&json!({"access_token":"a","token_type":"mac"}), now).is_err());
+        assert!(
+            parse_token_response(&json!({"access_token":"a","token_type":"mac"}), now).is_err()
+        );
         assert!(parse_token_response(&json!({"token_type":"bearer"}), now).is_err());
     }
 
     #[test]
     fn credentials_debug_redacts() {
-        let c = Credentials::ClientSecret { client_id: "c".into(), secret: Secret::new("s3cr3t-value"), method: SecretMethod::Basic };
+        let c = Credentials::ClientSecret {
+            client_id: "c".into(),
+            secret: Secret::new("s3cr3t-value"),
+            method: SecretMethod::Basic,
+        };
         let b = Credentials::Bearer(Secret::new("tok-123456"));
         let text = format!("{c:?} {b:?}");
-        assert!(!text.contains("s3cr3t-value") && !text.contains("tok-123456"), "{text}");
+        assert!(
+            !text.contains("s3cr3t-value") && !text.contains("tok-123456"),
+            "{text}"
+        );
     }
 }

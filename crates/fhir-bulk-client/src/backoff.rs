@@ -60,7 +60,11 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff starting near `base` and never above `cap`.
     pub fn new(base: Duration, cap: Duration) -> Backoff {
-        Backoff { base, cap: cap.max(base), attempt: 0 }
+        Backoff {
+            base,
+            cap: cap.max(base),
+            attempt: 0,
+        }
     }
 
     /// The next wait.
@@ -69,7 +73,8 @@ impl Backoff {
         let full = exp.min(self.cap);
         self.attempt = self.attempt.saturating_add(1);
         let half = full / 2;
-        let jitter_nanos = rand::thread_rng().gen_range(0..=half.as_nanos().min(u64::MAX as u128) as u64);
+        let jitter_nanos =
+            rand::thread_rng().gen_range(0..=half.as_nanos().min(u64::MAX as u128) as u64);
         half + Duration::from_nanos(jitter_nanos)
     }
 
@@ -108,7 +113,11 @@ mod tests {
         for full in expected_full {
             let d = b.next_delay();
             let full = Duration::from_secs(full);
-            assert!(d >= full / 2 && d <= full, "{d:?} not within [{:?}, {full:?}]", full / 2);
+            assert!(
+                d >= full / 2 && d <= full,
+                "{d:?} not within [{:?}, {full:?}]",
+                full / 2
+            );
         }
         assert_eq!(b.attempts(), 8);
         b.reset();
@@ -141,12 +150,18 @@ mod tests {
     fn reads_retry_after_in_both_forms() {
         use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
         let mut h = HeaderMap::new();
-        assert_eq!(retry_after_or(&h, Duration::from_secs(3)), Duration::from_secs(3));
+        assert_eq!(
+            retry_after_or(&h, Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
         h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
         h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(28) && d <= Duration::from_secs(30), "{d:?}");
+        assert!(
+            d > Duration::from_secs(28) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
     }
 }

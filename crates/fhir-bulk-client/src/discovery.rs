@@ -13,7 +13,8 @@ use serde_json::Value;
 use url::Url;
 
 /// The CapabilityStatement extension that carried OAuth endpoints before `.well-known`.
-pub const OAUTH_URIS_EXTENSION: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
+pub const OAUTH_URIS_EXTENSION: &str =
+    "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
 
 /// What the client needs from `.well-known/smart-configuration` (W2).
 #[derive(Debug, Clone, PartialEq)]
@@ -33,9 +34,15 @@ impl SmartConfiguration {
     /// says it only speaks v1.
     pub fn default_scope(&self) -> &'static str {
         let has = |list: &[String], s: &str| list.iter().any(|x| x == s);
-        let v1_only_caps = has(&self.capabilities, "permission-v1") && !has(&self.capabilities, "permission-v2");
-        let v1_only_scopes = has(&self.scopes_supported, "system/*.read") && !has(&self.scopes_supported, "system/*.rs");
-        if v1_only_caps || v1_only_scopes { V1_SCOPE } else { V2_SCOPE }
+        let v1_only_caps =
+            has(&self.capabilities, "permission-v1") && !has(&self.capabilities, "permission-v2");
+        let v1_only_scopes = has(&self.scopes_supported, "system/*.read")
+            && !has(&self.scopes_supported, "system/*.rs");
+        if v1_only_caps || v1_only_scopes {
+            V1_SCOPE
+        } else {
+            V2_SCOPE
+        }
     }
 }
 
@@ -69,11 +76,18 @@ pub fn parse_smart_configuration(body: &[u8], base: &Url) -> Result<SmartConfigu
         .get("token_endpoint")
         .and_then(Value::as_str)
         .ok_or("it has no token_endpoint")?;
-    let token_endpoint = base.join(token).map_err(|e| format!("bad token_endpoint '{token}': {e}"))?;
+    let token_endpoint = base
+        .join(token)
+        .map_err(|e| format!("bad token_endpoint '{token}': {e}"))?;
     let list = |k: &str| -> Vec<String> {
         v.get(k)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     Ok(SmartConfiguration {
@@ -91,7 +105,12 @@ pub fn token_url_from_capability_statement(v: &Value, base: &Url) -> Option<Url>
             .as_array()?
             .iter()
             .filter(|e| e.get("url").and_then(Value::as_str) == Some(OAUTH_URIS_EXTENSION))
-            .flat_map(|e| e.get("extension").and_then(Value::as_array).into_iter().flatten())
+            .flat_map(|e| {
+                e.get("extension")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
             .find(|e| e.get("url").and_then(Value::as_str) == Some("token"))
             .and_then(|e| e.get("valueUri").or_else(|| e.get("valueUrl")))
             .and_then(Value::as_str)
@@ -101,7 +120,13 @@ pub fn token_url_from_capability_statement(v: &Value, base: &Url) -> Option<Url>
 
 /// GET with a few retries of network errors and transient statuses; discovery runs before any
 /// token exists, so it never carries one.
-async fn fetch(http: &reqwest::Client, url: Url, accept: &'static str, timings: &Timings, verbose: bool) -> Result<(u16, Vec<u8>)> {
+async fn fetch(
+    http: &reqwest::Client,
+    url: Url,
+    accept: &'static str,
+    timings: &Timings,
+    verbose: bool,
+) -> Result<(u16, Vec<u8>)> {
     let req = Request::get(url.clone()).header(ACCEPT, accept);
     let origin = url.origin();
     let mut backoff = crate::backoff::Backoff::new(timings.retry_initial, timings.retry_max);
@@ -109,7 +134,11 @@ async fn fetch(http: &reqwest::Client, url: Url, accept: &'static str, timings: 
         let last_try = backoff.attempts() >= timings.max_retries.min(3);
         match follow_redirects(http, Phase::Discovery, &req, None, &origin, verbose).await {
             Ok(resp) if is_retryable_status(resp.status()) && !last_try => {
-                tokio::time::sleep(crate::backoff::retry_after_or(resp.headers(), backoff.next_delay())).await;
+                tokio::time::sleep(crate::backoff::retry_after_or(
+                    resp.headers(),
+                    backoff.next_delay(),
+                ))
+                .await;
             }
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -128,9 +157,22 @@ async fn fetch(http: &reqwest::Client, url: Url, accept: &'static str, timings: 
 }
 
 /// Discovers the token endpoint of `base` (§12), falling back to `[base]/metadata`.
-pub(crate) async fn discover(http: &reqwest::Client, base: &Url, timings: &Timings, verbose: bool) -> Result<SmartConfiguration> {
+pub(crate) async fn discover(
+    http: &reqwest::Client,
+    base: &Url,
+    timings: &Timings,
+    verbose: bool,
+) -> Result<SmartConfiguration> {
     let well_known = well_known_url(base);
-    let first = match fetch(http, well_known.clone(), "application/json", timings, verbose).await? {
+    let first = match fetch(
+        http,
+        well_known.clone(),
+        "application/json",
+        timings,
+        verbose,
+    )
+    .await?
+    {
         (200, body) => match parse_smart_configuration(&body, base) {
             Ok(config) => return Ok(config),
             Err(e) => format!("{well_known}: {e}"),
@@ -139,11 +181,21 @@ pub(crate) async fn discover(http: &reqwest::Client, base: &Url, timings: &Timin
     };
     let mut metadata = append_path(base, &["metadata"]);
     metadata.set_query(None);
-    let second = match fetch(http, metadata.clone(), "application/fhir+json", timings, verbose).await? {
+    let second = match fetch(
+        http,
+        metadata.clone(),
+        "application/fhir+json",
+        timings,
+        verbose,
+    )
+    .await?
+    {
         (200, body) => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             if let Some(token_endpoint) = token_url_from_capability_statement(&v, base) {
-                tracing::info!("no smart-configuration; using the token endpoint of the CapabilityStatement");
+                tracing::info!(
+                    "no smart-configuration; using the token endpoint of the CapabilityStatement"
+                );
                 return Ok(SmartConfiguration {
                     token_endpoint,
                     capabilities: Vec::new(),
@@ -155,7 +207,10 @@ pub(crate) async fn discover(http: &reqwest::Client, base: &Url, timings: &Timin
         }
         (status, _) => format!("{metadata}: HTTP {status}"),
     };
-    Err(Error::Discovery { base: base.to_string(), reason: format!("{first}; {second}; pass --token-url") })
+    Err(Error::Discovery {
+        base: base.to_string(),
+        reason: format!("{first}; {second}; pass --token-url"),
+    })
 }
 
 #[cfg(test)]
@@ -168,10 +223,16 @@ mod tests {
     fn well_known_keeps_tenant_paths_w1_v8() {
         for base in ["https://h/r4/ten-ant", "https://h/r4/ten-ant/"] {
             let base = Url::parse(base).unwrap();
-            assert_eq!(well_known_url(&base).as_str(), "https://h/r4/ten-ant/.well-known/smart-configuration");
+            assert_eq!(
+                well_known_url(&base).as_str(),
+                "https://h/r4/ten-ant/.well-known/smart-configuration"
+            );
         }
         let base = Url::parse("https://h/v/r4/sim/eyJh/fhir").unwrap();
-        assert_eq!(append_path(&base, &["Group", "g 1", "$export"]).as_str(), "https://h/v/r4/sim/eyJh/fhir/Group/g%201/$export");
+        assert_eq!(
+            append_path(&base, &["Group", "g 1", "$export"]).as_str(),
+            "https://h/v/r4/sim/eyJh/fhir/Group/g%201/$export"
+        );
     }
 
     #[test]
@@ -196,7 +257,15 @@ mod tests {
             {"url": OAUTH_URIS_EXTENSION, "extension":[
                 {"url":"authorize","valueUri":"https://h/auth/authorize"},
                 {"url":"token","valueUri":"https://h/auth/token"}]}]}}]});
-        assert_eq!(token_url_from_capability_statement(&cs, &base).unwrap().as_str(), "https://h/auth/token");
-        assert_eq!(token_url_from_capability_statement(&json!({"rest":[{}]}), &base), None);
+        assert_eq!(
+            token_url_from_capability_statement(&cs, &base)
+                .unwrap()
+                .as_str(),
+            "https://h/auth/token"
+        );
+        assert_eq!(
+            token_url_from_capability_statement(&json!({"rest":[{}]}), &base),
+            None
+        );
     }
 }

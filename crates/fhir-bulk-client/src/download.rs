@@ -25,7 +25,9 @@ use base64::Engine;
 use fhir_bulk_spec::manifest::{Manifest, OutputFile};
 use futures::StreamExt;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_RANGE, CONTENT_TYPE, HeaderValue, RANGE};
+use reqwest::header::{
+    ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_RANGE, CONTENT_TYPE, HeaderValue, RANGE,
+};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,7 +52,11 @@ fn file_stem(kind: FileKind, resource_type: Option<&str>) -> String {
         FileKind::Deleted => "Bundle",
     };
     match resource_type {
-        Some(t) if !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric()) => t.to_string(),
+        Some(t)
+            if !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            t.to_string()
+        }
         _ => fallback.to_string(),
     }
 }
@@ -60,7 +66,11 @@ fn file_stem(kind: FileKind, resource_type: Option<&str>) -> String {
 pub(crate) fn plan(manifest: &Manifest, gzip: bool) -> Vec<FileTask> {
     let ext = if gzip { "ndjson.gz" } else { "ndjson" };
     let mut seen: HashMap<(FileKind, String), u32> = HashMap::new();
-    let lists = [(FileKind::Output, &manifest.output), (FileKind::Error, &manifest.error), (FileKind::Deleted, &manifest.deleted)];
+    let lists = [
+        (FileKind::Output, &manifest.output),
+        (FileKind::Error, &manifest.error),
+        (FileKind::Deleted, &manifest.deleted),
+    ];
     let mut tasks = Vec::new();
     for (kind, entries) in lists {
         for entry in entries {
@@ -72,7 +82,11 @@ pub(crate) fn plan(manifest: &Manifest, gzip: bool) -> Vec<FileTask> {
                 FileKind::Error => "error/",
                 FileKind::Deleted => "deleted/",
             };
-            tasks.push(FileTask { kind, entry: entry.clone(), path: format!("{dir}{stem}.{n}.{ext}") });
+            tasks.push(FileTask {
+                kind,
+                entry: entry.clone(),
+                path: format!("{dir}{stem}.{n}.{ext}"),
+            });
         }
     }
     tasks
@@ -96,11 +110,12 @@ impl Downloader<'_> {
     /// Downloads every task, `parallel` at a time. Files that fail do not stop the others, so
     /// a re-run has as little left as possible; the first failure (in manifest order) is returned.
     pub async fn run(&self, tasks: &[FileTask]) -> Result<Vec<FileRecord>> {
-        let mut results: Vec<(usize, Result<FileRecord>)> = futures::stream::iter(tasks.iter().enumerate())
-            .map(|(i, task)| async move { (i, self.download(task).await) })
-            .buffer_unordered(self.parallel.max(1))
-            .collect()
-            .await;
+        let mut results: Vec<(usize, Result<FileRecord>)> =
+            futures::stream::iter(tasks.iter().enumerate())
+                .map(|(i, task)| async move { (i, self.download(task).await) })
+                .buffer_unordered(self.parallel.max(1))
+                .collect()
+                .await;
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, r)| r).collect()
     }
@@ -112,34 +127,61 @@ impl Downloader<'_> {
     }
 
     async fn download(&self, task: &FileTask) -> Result<FileRecord> {
-        let done = self.state.lock().expect("state lock").files.get(&task.path).cloned();
+        let done = self
+            .state
+            .lock()
+            .expect("state lock")
+            .files
+            .get(&task.path)
+            .cloned();
         if let Some(record) = done {
             let dir = self.dir.to_path_buf();
             let check = record.clone();
-            let intact = tokio::task::spawn_blocking(move || is_intact(&dir, &check)).await.unwrap_or(false);
+            let intact = tokio::task::spawn_blocking(move || is_intact(&dir, &check))
+                .await
+                .unwrap_or(false);
             if intact && record.url == task.entry.url {
-                self.observer.event(&Event::FileSkipped { path: record.path.clone(), bytes: record.bytes, resources: record.resources });
+                self.observer.event(&Event::FileSkipped {
+                    path: record.path.clone(),
+                    bytes: record.bytes,
+                    resources: record.resources,
+                });
                 return Ok(record);
             }
-            tracing::warn!("{}: changed on disk since it was verified; downloading it again", task.path);
+            tracing::warn!(
+                "{}: changed on disk since it was verified; downloading it again",
+                task.path
+            );
         }
         let dest = self.dir.join(&task.path);
         if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| Error::io(parent, e))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| Error::io(parent, e))?;
         }
         let part = part_path(&dest);
         let shown = redact_url(&task.entry.url);
-        let url = Url::parse(&task.entry.url)
-            .map_err(|e| Error::Download { url: shown.clone(), reason: format!("not an absolute URL ({e}); M4 requires one") })?;
+        let url = Url::parse(&task.entry.url).map_err(|e| Error::Download {
+            url: shown.clone(),
+            reason: format!("not an absolute URL ({e}); M4 requires one"),
+        })?;
         let json_like = self.fetch(&url, &part).await?;
         let expected = task.entry.resource_type.clone();
         if json_like && expected.as_deref() != Some("Binary") {
             unwrap_binary(&part).await?;
         }
-        let (p, d, rel, count, gzip) = (part.clone(), dest.clone(), task.path.clone(), task.entry.count, self.gzip);
-        let stored = tokio::task::spawn_blocking(move || crate::verify::store_verified(&p, &d, &rel, expected.as_deref(), count, gzip))
-            .await
-            .map_err(|e| Error::io(&dest, std::io::Error::other(e)))??;
+        let (p, d, rel, count, gzip) = (
+            part.clone(),
+            dest.clone(),
+            task.path.clone(),
+            task.entry.count,
+            self.gzip,
+        );
+        let stored = tokio::task::spawn_blocking(move || {
+            crate::verify::store_verified(&p, &d, &rel, expected.as_deref(), count, gzip)
+        })
+        .await
+        .map_err(|e| Error::io(&dest, std::io::Error::other(e)))??;
         let record = FileRecord {
             kind: task.kind,
             resource_type: task.entry.resource_type.clone(),
@@ -150,7 +192,11 @@ impl Downloader<'_> {
             resources: stored.resources,
         };
         self.save(&record)?;
-        self.observer.event(&Event::FileDone { path: record.path.clone(), bytes: record.bytes, resources: record.resources });
+        self.observer.event(&Event::FileDone {
+            path: record.path.clone(),
+            bytes: record.bytes,
+            resources: record.resources,
+        });
         Ok(record)
     }
 
@@ -160,64 +206,103 @@ impl Downloader<'_> {
         let shown = redact_url(url.as_str());
         let mut backoff = Backoff::new(self.timings.retry_initial, self.timings.retry_max);
         loop {
-            let offset = tokio::fs::metadata(part).await.map(|m| m.len()).unwrap_or(0);
+            let offset = tokio::fs::metadata(part)
+                .await
+                .map(|m| m.len())
+                .unwrap_or(0);
             let mut req = Request::get(url.clone()).header(ACCEPT, fhir_bulk_spec::FHIR_NDJSON);
             req.with_token = self.requires_token;
             if offset > 0 {
-                req.headers.insert(RANGE, HeaderValue::from_str(&format!("bytes={offset}-")).expect("ascii"));
-                req.headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+                req.headers.insert(
+                    RANGE,
+                    HeaderValue::from_str(&format!("bytes={offset}-")).expect("ascii"),
+                );
+                req.headers
+                    .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
             } else {
-                req.headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+                req.headers
+                    .insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
             }
             let resp = match self.transport.send(Phase::Download, &req).await {
                 Ok(resp) => resp,
                 Err(e @ Error::Http { .. }) => {
-                    self.retry_or_fail(&mut backoff, &shown, e.to_string(), None).await?;
+                    self.retry_or_fail(&mut backoff, &shown, e.to_string(), None)
+                        .await?;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
             let status = resp.status();
-            let encoding = resp.headers().get(CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity").trim().to_ascii_lowercase();
+            let encoding = resp
+                .headers()
+                .get(CONTENT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("identity")
+                .trim()
+                .to_ascii_lowercase();
             let gzipped = encoding.contains("gzip");
             let append = match status {
                 StatusCode::OK => false,
                 StatusCode::PARTIAL_CONTENT => {
-                    let start = resp.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).and_then(content_range_start);
+                    let start = resp
+                        .headers()
+                        .get(CONTENT_RANGE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(content_range_start);
                     if offset > 0 && start == Some(offset) && !gzipped {
                         true
                     } else {
                         // A range we did not ask for, or one inside a compressed body: start over.
-                        tracing::warn!("{shown}: unusable 206 (Content-Range start {start:?}, ours {offset}); downloading it again");
+                        tracing::warn!(
+                            "{shown}: unusable 206 (Content-Range start {start:?}, ours {offset}); downloading it again"
+                        );
                         remove_part(part).await?;
-                        self.retry_or_fail(&mut backoff, &shown, "unusable partial content".into(), None).await?;
+                        self.retry_or_fail(
+                            &mut backoff,
+                            &shown,
+                            "unusable partial content".into(),
+                            None,
+                        )
+                        .await?;
                         continue;
                     }
                 }
                 StatusCode::RANGE_NOT_SATISFIABLE => {
                     remove_part(part).await?;
-                    self.retry_or_fail(&mut backoff, &shown, "HTTP 416 for our Range".into(), None).await?;
+                    self.retry_or_fail(&mut backoff, &shown, "HTTP 416 for our Range".into(), None)
+                        .await?;
                     continue;
                 }
                 s if is_retryable_status(s) => {
                     let asked = retry_after_or(resp.headers(), std::time::Duration::ZERO);
-                    self.retry_or_fail(&mut backoff, &shown, format!("HTTP {s}"), Some(asked)).await?;
+                    self.retry_or_fail(&mut backoff, &shown, format!("HTTP {s}"), Some(asked))
+                        .await?;
                     continue;
                 }
                 s => {
                     let body = resp.bytes().await.unwrap_or_default();
-                    return Err(Error::Download { url: shown, reason: format!("HTTP {}: {}", s.as_u16(), body_message(&body, s)) });
+                    return Err(Error::Download {
+                        url: shown,
+                        reason: format!("HTTP {}: {}", s.as_u16(), body_message(&body, s)),
+                    });
                 }
             };
             if offset > 0 && !append {
-                tracing::info!("{shown}: the server ignored Range; downloading the whole file again");
+                tracing::info!(
+                    "{shown}: the server ignored Range; downloading the whole file again"
+                );
             }
             let json_like = resp
                 .headers()
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(|ct| {
-                    let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                    let base = ct
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase();
                     base == "application/json" || base == "application/fhir+json"
                 })
                 .unwrap_or(false);
@@ -229,24 +314,47 @@ impl Downloader<'_> {
                         // Bytes arrived: the connection is flaky, not the file; keep trying.
                         backoff.reset();
                     }
-                    self.retry_or_fail(&mut backoff, &shown, reason, None).await?;
+                    self.retry_or_fail(&mut backoff, &shown, reason, None)
+                        .await?;
                 }
             }
         }
     }
 
-    async fn retry_or_fail(&self, backoff: &mut Backoff, shown: &str, reason: String, asked: Option<std::time::Duration>) -> Result<()> {
+    async fn retry_or_fail(
+        &self,
+        backoff: &mut Backoff,
+        shown: &str,
+        reason: String,
+        asked: Option<std::time::Duration>,
+    ) -> Result<()> {
         if backoff.attempts() >= self.timings.max_retries {
-            return Err(Error::Download { url: shown.to_string(), reason: format!("{reason} (after {} retries)", self.timings.max_retries) });
+            return Err(Error::Download {
+                url: shown.to_string(),
+                reason: format!("{reason} (after {} retries)", self.timings.max_retries),
+            });
         }
         let delay = backoff.next_delay().max(asked.unwrap_or_default());
-        tracing::warn!("{shown}: {reason}; retrying in {}", crate::error::humanize(delay));
-        self.observer.event(&Event::Retrying { phase: Phase::Download, reason, delay });
+        tracing::warn!(
+            "{shown}: {reason}; retrying in {}",
+            crate::error::humanize(delay)
+        );
+        self.observer.event(&Event::Retrying {
+            phase: Phase::Download,
+            reason,
+            delay,
+        });
         tokio::time::sleep(delay).await;
         Ok(())
     }
 
-    async fn stream_body(&self, resp: reqwest::Response, part: &Path, append: bool, gzipped: bool) -> Result<(), StreamError> {
+    async fn stream_body(
+        &self,
+        resp: reqwest::Response,
+        part: &Path,
+        append: bool,
+        gzipped: bool,
+    ) -> Result<(), StreamError> {
         let local = |e: std::io::Error| StreamError::Local(Error::io(part, e));
         let file = tokio::fs::OpenOptions::new()
             .create(true)
@@ -285,7 +393,9 @@ impl Downloader<'_> {
                 None => &chunk,
             };
             out.write_all(bytes).await.map_err(local)?;
-            self.observer.event(&Event::Bytes { n: bytes.len() as u64 });
+            self.observer.event(&Event::Bytes {
+                n: bytes.len() as u64,
+            });
         }
         if failure.is_none()
             && let Some(d) = decoder.as_mut()
@@ -305,9 +415,15 @@ impl Downloader<'_> {
                 // A corrupt compressed body cannot be resumed from its decoded prefix.
                 drop(out);
                 remove_part(part).await.map_err(StreamError::Local)?;
-                Err(StreamError::Remote { reason, progressed: false })
+                Err(StreamError::Remote {
+                    reason,
+                    progressed: false,
+                })
             }
-            Some(reason) => Err(StreamError::Remote { reason: format!("transfer cut off: {reason}"), progressed }),
+            Some(reason) => Err(StreamError::Remote {
+                reason: format!("transfer cut off: {reason}"),
+                progressed,
+            }),
         }
     }
 }
@@ -320,7 +436,10 @@ enum StreamError {
 }
 
 fn part_path(dest: &Path) -> PathBuf {
-    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = dest
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".part");
     dest.with_file_name(name)
 }
@@ -366,8 +485,14 @@ async fn unwrap_binary(part: &Path) -> Result<()> {
     let cleaned: String = data.chars().filter(|c| !c.is_whitespace()).collect();
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(cleaned.as_bytes())
-        .map_err(|e| Error::Download { url: part.display().to_string(), reason: format!("Binary.data is not base64: {e}") })?;
-    tracing::info!("{}: the server sent a Binary resource (V2); decoded its data", part.display());
+        .map_err(|e| Error::Download {
+            url: part.display().to_string(),
+            reason: format!("Binary.data is not base64: {e}"),
+        })?;
+    tracing::info!(
+        "{}: the server sent a Binary resource (V2); decoded its data",
+        part.display()
+    );
     tokio::fs::write(part, decoded).await.map_err(io)
 }
 
@@ -376,7 +501,12 @@ mod tests {
     use super::*;
 
     fn file(t: Option<&str>, url: &str) -> OutputFile {
-        OutputFile { resource_type: t.map(str::to_string), url: url.into(), count: None, continues_in_file: None }
+        OutputFile {
+            resource_type: t.map(str::to_string),
+            url: url.into(),
+            count: None,
+            continues_in_file: None,
+        }
     }
 
     #[test]
@@ -386,7 +516,12 @@ mod tests {
             request: "r".into(),
             requires_access_token: true,
             output_organized_by: None,
-            output: vec![file(Some("Patient"), "u1"), file(Some("Observation"), "u2"), file(Some("Patient"), "u3"), file(Some("../../etc"), "u4")],
+            output: vec![
+                file(Some("Patient"), "u1"),
+                file(Some("Observation"), "u2"),
+                file(Some("Patient"), "u3"),
+                file(Some("../../etc"), "u4"),
+            ],
             deleted: vec![file(None, "d1")],
             error: vec![file(Some("OperationOutcome"), "e1")],
             link: vec![],
@@ -395,7 +530,14 @@ mod tests {
         let paths: Vec<String> = plan(&m, false).into_iter().map(|t| t.path).collect();
         assert_eq!(
             paths,
-            ["Patient.1.ndjson", "Observation.1.ndjson", "Patient.2.ndjson", "output.1.ndjson", "error/OperationOutcome.1.ndjson", "deleted/Bundle.1.ndjson"]
+            [
+                "Patient.1.ndjson",
+                "Observation.1.ndjson",
+                "Patient.2.ndjson",
+                "output.1.ndjson",
+                "error/OperationOutcome.1.ndjson",
+                "deleted/Bundle.1.ndjson"
+            ]
         );
         assert_eq!(plan(&m, true)[0].path, "Patient.1.ndjson.gz");
     }
@@ -405,7 +547,10 @@ mod tests {
         assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
         assert_eq!(content_range_start("bytes 0-9/*"), Some(0));
         assert_eq!(content_range_start("items 1-2/3"), None);
-        assert_eq!(part_path(Path::new("/o/Patient.1.ndjson")), PathBuf::from("/o/Patient.1.ndjson.part"));
+        assert_eq!(
+            part_path(Path::new("/o/Patient.1.ndjson")),
+            PathBuf::from("/o/Patient.1.ndjson.part")
+        );
     }
 
     /// V2: a Binary resource in place of the NDJSON is decoded.

@@ -205,7 +205,10 @@ impl Error {
     }
 
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Error {
-        Error::Io { path: path.display().to_string(), source }
+        Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -250,7 +253,12 @@ mod tests {
 
     #[test]
     fn network_failures_are_classed_by_phase() {
-        let http = |phase| Error::Http { phase, url: "u".into(), message: "m".into(), connect: true };
+        let http = |phase| Error::Http {
+            phase,
+            url: "u".into(),
+            message: "m".into(),
+            connect: true,
+        };
         assert_eq!(http(Phase::Token).exit_class(), ExitClass::Auth);
         assert_eq!(http(Phase::Kickoff).exit_class(), ExitClass::Rejected);
         assert_eq!(http(Phase::Poll).exit_class(), ExitClass::ExportFailed);

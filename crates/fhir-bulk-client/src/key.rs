@@ -91,7 +91,10 @@ impl SigningKey {
     /// Loads a key file: PEM (PKCS#8, PKCS#1, SEC1), a private JWK, or a JWKS holding one.
     /// `kid` overrides the JWK's `kid` (and picks the key out of a JWKS with several).
     pub fn from_file(path: &Path, kid: Option<&str>) -> Result<SigningKey> {
-        let err = |reason: String| Error::Key { path: path.display().to_string(), reason };
+        let err = |reason: String| Error::Key {
+            path: path.display().to_string(),
+            reason,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         SigningKey::from_text(&text, kid).map_err(err)
     }
@@ -100,7 +103,8 @@ impl SigningKey {
     pub fn from_text(text: &str, kid: Option<&str>) -> Result<SigningKey, String> {
         let trimmed = text.trim_start();
         if trimmed.starts_with('{') {
-            let v: Value = serde_json::from_str(trimmed).map_err(|e| format!("not valid JSON: {e}"))?;
+            let v: Value =
+                serde_json::from_str(trimmed).map_err(|e| format!("not valid JSON: {e}"))?;
             let (material, jwk_kid) = material_from_jwk_or_jwks(&v, kid)?;
             SigningKey::from_material(material, kid.map(str::to_string).or(jwk_kid))
         } else if trimmed.contains("-----BEGIN") {
@@ -117,7 +121,10 @@ impl SigningKey {
             Material::Rsa(key) => {
                 use rsa::pkcs1::EncodeRsaPrivateKey;
                 if key.size() * 8 < 2048 {
-                    return Err(format!("RSA keys need at least 2048 bits, this one has {}", key.size() * 8));
+                    return Err(format!(
+                        "RSA keys need at least 2048 bits, this one has {}",
+                        key.size() * 8
+                    ));
                 }
                 let der = key.to_pkcs1_der().map_err(|e| e.to_string())?;
                 (KeyAlg::Rs384, EncodingKey::from_rsa_der(der.as_bytes()))
@@ -132,7 +139,12 @@ impl SigningKey {
         public_jwk["kid"] = json!(kid);
         public_jwk["alg"] = json!(alg.as_str());
         public_jwk["use"] = json!("sig");
-        let key = SigningKey { alg, kid, encoding, public_jwk };
+        let key = SigningKey {
+            alg,
+            kid,
+            encoding,
+            public_jwk,
+        };
         // Sign once now, so a key the signer refuses is reported as a key error, not a token error.
         key.client_assertion("probe", "https://probe.invalid/token", None)
             .map_err(|e| format!("cannot sign with it: {e}"))?;
@@ -157,7 +169,12 @@ impl SigningKey {
     /// Signs a fresh client assertion: header `alg`, `kid`, `typ: JWT`, optional `jku` (J1);
     /// claims `iss` = `sub` = `client_id`, `aud` = the token URL, `exp` 4 minutes ahead, a
     /// random `jti` (J2). Each call gives a new `jti`, since each JWT is used once.
-    pub fn client_assertion(&self, client_id: &str, token_url: &str, jku: Option<&str>) -> Result<String, String> {
+    pub fn client_assertion(
+        &self,
+        client_id: &str,
+        token_url: &str,
+        jku: Option<&str>,
+    ) -> Result<String, String> {
         let mut header = Header::new(match self.alg {
             KeyAlg::Rs384 => Algorithm::RS384,
             KeyAlg::Es384 => Algorithm::ES384,
@@ -179,13 +196,20 @@ impl SigningKey {
 }
 
 fn b64_field(jwk: &Value, name: &str) -> Result<Vec<u8>, String> {
-    let s = jwk.get(name).and_then(Value::as_str).ok_or_else(|| format!("the JWK has no '{name}'"))?;
-    B64.decode(s.trim_end_matches('=')).map_err(|_| format!("the JWK's '{name}' is not base64url"))
+    let s = jwk
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("the JWK has no '{name}'"))?;
+    B64.decode(s.trim_end_matches('='))
+        .map_err(|_| format!("the JWK's '{name}' is not base64url"))
 }
 
 /// The private key of a JWK, or of the one JWK in a JWKS that holds a private key (or whose
 /// `kid` matches), with that JWK's `kid`.
-fn material_from_jwk_or_jwks(v: &Value, kid: Option<&str>) -> Result<(Material, Option<String>), String> {
+fn material_from_jwk_or_jwks(
+    v: &Value,
+    kid: Option<&str>,
+) -> Result<(Material, Option<String>), String> {
     let jwk = if let Some(keys) = v.get("keys").and_then(Value::as_array) {
         let private: Vec<&Value> = keys
             .iter()
@@ -198,10 +222,17 @@ fn material_from_jwk_or_jwks(v: &Value, kid: Option<&str>) -> Result<(Material, 
             [] => {
                 return Err(match kid {
                     Some(kid) => format!("the JWKS holds no private key with kid '{kid}'"),
-                    None => "the JWKS holds only public keys (no 'd'); use the private key file".into(),
+                    None => {
+                        "the JWKS holds only public keys (no 'd'); use the private key file".into()
+                    }
                 });
             }
-            many => return Err(format!("the JWKS holds {} private keys; pick one with --kid", many.len())),
+            many => {
+                return Err(format!(
+                    "the JWKS holds {} private keys; pick one with --kid",
+                    many.len()
+                ));
+            }
         }
     } else {
         v
@@ -217,10 +248,13 @@ fn material_from_jwk_or_jwks(v: &Value, kid: Option<&str>) -> Result<(Material, 
                 (Ok(p), Ok(q)) => vec![p, q],
                 _ => Vec::new(),
             };
-            let mut key = rsa::RsaPrivateKey::from_components(int("n")?, int("e")?, int("d")?, primes)
+            let mut key =
+                rsa::RsaPrivateKey::from_components(int("n")?, int("e")?, int("d")?, primes)
+                    .map_err(|e| format!("not a valid RSA JWK: {e}"))?;
+            key.precompute()
                 .map_err(|e| format!("not a valid RSA JWK: {e}"))?;
-            key.precompute().map_err(|e| format!("not a valid RSA JWK: {e}"))?;
-            key.validate().map_err(|e| format!("not a valid RSA JWK: {e}"))?;
+            key.validate()
+                .map_err(|e| format!("not a valid RSA JWK: {e}"))?;
             Material::Rsa(Box::new(key))
         }
         Some("EC") => {
@@ -233,13 +267,18 @@ fn material_from_jwk_or_jwks(v: &Value, kid: Option<&str>) -> Result<(Material, 
             // A JWK whose x/y do not belong to d would sign JWTs no server can verify.
             let point = key.public_key().to_encoded_point(false);
             if let (Ok(x), Ok(y)) = (b64_field(jwk, "x"), b64_field(jwk, "y"))
-                && (point.x().map(|a| a.as_slice()) != Some(&x[..]) || point.y().map(|a| a.as_slice()) != Some(&y[..]))
+                && (point.x().map(|a| a.as_slice()) != Some(&x[..])
+                    || point.y().map(|a| a.as_slice()) != Some(&y[..]))
             {
                 return Err("the JWK's x/y do not match its private key".into());
             }
             Material::Ec(key)
         }
-        other => return Err(format!("unsupported key type {other:?}; RS384 needs RSA, ES384 needs EC P-384")),
+        other => {
+            return Err(format!(
+                "unsupported key type {other:?}; RS384 needs RSA, ES384 needs EC P-384"
+            ));
+        }
     };
     Ok((material, jwk_kid))
 }
@@ -309,11 +348,22 @@ fn public_jwk(material: &Material) -> Value {
 
 /// The RFC 7638 JWK thumbprint (SHA-256, base64url): the required members in lexical order.
 pub fn thumbprint(jwk: &Value) -> String {
-    let s = |k: &str| jwk.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        jwk.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     // Written by hand: the canonical form has no whitespace and a fixed member order.
     let canonical = match s("kty").as_str() {
         "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, s("e"), s("n")),
-        _ => format!(r#"{{"crv":"{}","kty":"{}","x":"{}","y":"{}"}}"#, s("crv"), s("kty"), s("x"), s("y")),
+        _ => format!(
+            r#"{{"crv":"{}","kty":"{}","x":"{}","y":"{}"}}"#,
+            s("crv"),
+            s("kty"),
+            s("x"),
+            s("y")
+        ),
     };
     b64(&Sha256::digest(canonical.as_bytes()))
 }
@@ -332,7 +382,10 @@ pub struct GeneratedKey {
 
 impl fmt::Debug for GeneratedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GeneratedKey").field("kid", &self.kid).field("public_jwks", &self.public_jwks).finish_non_exhaustive()
+        f.debug_struct("GeneratedKey")
+            .field("kid", &self.kid)
+            .field("public_jwks", &self.public_jwks)
+            .finish_non_exhaustive()
     }
 }
 
@@ -343,17 +396,22 @@ pub fn generate(alg: KeyAlg, kid: Option<&str>) -> Result<GeneratedKey, String> 
     let (material, pem) = match alg {
         KeyAlg::Rs384 => {
             let key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| e.to_string())?;
-            let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&key, LineEnding::LF).map_err(|e| e.to_string())?;
+            let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&key, LineEnding::LF)
+                .map_err(|e| e.to_string())?;
             (Material::Rsa(Box::new(key)), pem.to_string())
         }
         KeyAlg::Es384 => {
             let key = p384::SecretKey::random(&mut rng);
-            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?;
+            let pem = key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| e.to_string())?;
             (Material::Ec(key), pem.to_string())
         }
     };
     let mut public = public_jwk(&material);
-    let kid = kid.map(str::to_string).unwrap_or_else(|| thumbprint(&public));
+    let kid = kid
+        .map(str::to_string)
+        .unwrap_or_else(|| thumbprint(&public));
     public["kid"] = json!(kid);
     public["alg"] = json!(alg.as_str());
     public["use"] = json!("sig");
@@ -372,7 +430,8 @@ pub fn generate(alg: KeyAlg, kid: Option<&str>) -> Result<GeneratedKey, String> 
         }
         Material::Ec(key) => private["d"] = json!(b64(&key.to_bytes())),
     }
-    let private_jwks = serde_json::to_string_pretty(&json!({ "keys": [private] })).map_err(|e| e.to_string())?;
+    let private_jwks =
+        serde_json::to_string_pretty(&json!({ "keys": [private] })).map_err(|e| e.to_string())?;
     Ok(GeneratedKey {
         kid,
         private_pem: Secret::new(pem),
@@ -389,7 +448,10 @@ mod tests {
     fn rfc7638_thumbprint_example() {
         // RFC 7638 §3.1.
         let jwk = json!({"kty":"RSA","e":"AQAB","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
-        assert_eq!(thumbprint(&jwk), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&jwk),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     /// R3: both algorithms; PEM and JWKS forms of one key load to the same public key and kid.
@@ -403,8 +465,51 @@ mod tests {
         assert_eq!(from_jwks.kid(), g.kid);
         assert_eq!(from_pem.public_jwk(), &g.public_jwks["keys"][0]);
         assert_eq!(from_jwks.public_jwk(), &g.public_jwks["keys"][0]);
-        let single_jwk = serde_json::from_str::<Value>(g.private_jwks.expose()).unwrap()["keys"][0].to_string();
-        assert_eq!(SigningKey::from_text(&single_jwk, Some("other")).unwrap().kid(), "other");
+        let single_jwk =
+            serde_json::from_str::<Value>(g.private_jwks.expose()).unwrap()["keys"][0].to_string();
+        assert_eq!(
+            SigningKey::from_text(&single_jwk, Some("other"))
+                .unwrap()
+                .kid(),
+            "other"
+        );
+    }
+
+    /// R3: RS384 keys load from PKCS#8, PKCS#1 and JWKS; EC keys also from SEC1.
+    #[test]
+    fn loads_every_key_format() {
+        use p384::pkcs8::LineEnding;
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        let g = generate(KeyAlg::Rs384, None).unwrap();
+        let pkcs8 = SigningKey::from_text(g.private_pem.expose(), None).unwrap();
+        assert_eq!(pkcs8.alg(), KeyAlg::Rs384);
+        assert_eq!(pkcs8.kid(), g.kid);
+        let from_jwks = SigningKey::from_text(g.private_jwks.expose(), None).unwrap();
+        assert_eq!(from_jwks.public_jwk(), pkcs8.public_jwk());
+        let rsa_key = {
+            use rsa::pkcs8::DecodePrivateKey;
+            rsa::RsaPrivateKey::from_pkcs8_pem(g.private_pem.expose()).unwrap()
+        };
+        let pkcs1 = rsa_key.to_pkcs1_pem(LineEnding::LF).unwrap();
+        assert_eq!(SigningKey::from_text(&pkcs1, None).unwrap().kid(), g.kid);
+
+        let ec = p384::SecretKey::random(&mut rand::rngs::OsRng);
+        let sec1 = format!(
+            "-----BEGIN EC PARAMETERS-----\nBgUrgQQAIg==\n-----END EC PARAMETERS-----\n{}",
+            ec.to_sec1_pem(LineEnding::LF).unwrap().as_str()
+        );
+        assert_eq!(
+            SigningKey::from_text(&sec1, Some("mine")).unwrap().kid(),
+            "mine"
+        );
+        assert!(
+            SigningKey::from_text(
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAA\n-----END ENCRYPTED PRIVATE KEY-----",
+                None
+            )
+            .unwrap_err()
+            .contains("encrypted")
+        );
     }
 
     #[test]
@@ -413,10 +518,28 @@ mod tests {
         let err = SigningKey::from_text(&g.public_jwks.to_string(), None).unwrap_err();
         assert!(err.contains("only public keys"), "{err}");
         let p256 = json!({"kty":"EC","crv":"P-256","d":"AA","x":"AA","y":"AA"}).to_string();
-        assert!(SigningKey::from_text(&p256, None).unwrap_err().contains("P-384"));
+        assert!(
+            SigningKey::from_text(&p256, None)
+                .unwrap_err()
+                .contains("P-384")
+        );
         assert!(SigningKey::from_text("hello", None).is_err());
-        assert!(SigningKey::from_text("-----BEGIN PUBLIC KEY-----\nAA\n-----END PUBLIC KEY-----", None).unwrap_err().contains("public key"));
-        let dbg = format!("{:?} {:?}", SigningKey::from_text(g.private_pem.expose(), None).unwrap(), g);
-        assert!(!dbg.contains(g.private_pem.expose().lines().nth(1).unwrap()), "{dbg}");
+        assert!(
+            SigningKey::from_text(
+                "-----BEGIN PUBLIC KEY-----\nAA\n-----END PUBLIC KEY-----",
+                None
+            )
+            .unwrap_err()
+            .contains("public key")
+        );
+        let dbg = format!(
+            "{:?} {:?}",
+            SigningKey::from_text(g.private_pem.expose(), None).unwrap(),
+            g
+        );
+        assert!(
+            !dbg.contains(g.private_pem.expose().lines().nth(1).unwrap()),
+            "{dbg}"
+        );
     }
 }

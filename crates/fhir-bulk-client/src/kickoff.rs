@@ -91,7 +91,8 @@ impl Default for ExportRequest {
 
 /// A resource type name as a server could know it: letters and digits, starting upper-case.
 fn is_type_name(s: &str) -> bool {
-    s.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && s.chars().all(|c| c.is_ascii_alphanumeric())
+    s.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && s.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 impl ExportRequest {
@@ -99,7 +100,9 @@ impl ExportRequest {
     /// request: instants without timezone (T5), odd type names, `patient` on a system export (P6).
     pub fn validate(&self) -> Result<()> {
         let instant = |flag: &str, v: &str| {
-            FhirInstant::parse(v).map(|_| ()).map_err(|e| Error::Usage(format!("{flag}: {e}")))
+            FhirInstant::parse(v)
+                .map(|_| ())
+                .map_err(|e| Error::Usage(format!("{flag}: {e}")))
         };
         if let Some(Since::At(v)) = &self.since {
             instant("--since", v)?;
@@ -108,13 +111,22 @@ impl ExportRequest {
             instant("--until", v)?;
         }
         if let Some(bad) = self.types.iter().find(|t| !is_type_name(t)) {
-            return Err(Error::Usage(format!("--type: '{bad}' is not a resource type name")));
+            return Err(Error::Usage(format!(
+                "--type: '{bad}' is not a resource type name"
+            )));
         }
-        if let Some(bad) = self.type_filters.iter().find(|f| !f.split_once('?').is_some_and(|(t, q)| is_type_name(t) && !q.is_empty())) {
-            return Err(Error::Usage(format!("--type-filter: '{bad}' is not of the form Type?param=value (P8a)")));
+        if let Some(bad) = self.type_filters.iter().find(|f| {
+            !f.split_once('?')
+                .is_some_and(|(t, q)| is_type_name(t) && !q.is_empty())
+        }) {
+            return Err(Error::Usage(format!(
+                "--type-filter: '{bad}' is not of the form Type?param=value (P8a)"
+            )));
         }
         if !self.patients.is_empty() && self.level == Level::System {
-            return Err(Error::Usage("--patient needs --patient-level or --group (P6: not for system exports)".into()));
+            return Err(Error::Usage(
+                "--patient needs --patient-level or --group (P6: not for system exports)".into(),
+            ));
         }
         if let Level::Group(id) = &self.level
             && id.trim().is_empty()
@@ -154,25 +166,50 @@ impl Kickoff {
     /// Builds the request; `since` is the resolved `_since` (after `--since auto`).
     pub fn build(base: &Url, req: &ExportRequest, since: Option<&str>, lenient: bool) -> Kickoff {
         let url = operation_url(base, &req.level);
-        let prefer = if lenient { "respond-async, handling=lenient" } else { "respond-async" };
+        let prefer = if lenient {
+            "respond-async, handling=lenient"
+        } else {
+            "respond-async"
+        };
         if req.uses_post() {
             let mut parameter = vec![json!({"name": "_outputFormat", "valueString": FHIR_NDJSON})];
             // K7/4.0b: repeated parameters rather than comma lists.
-            parameter.extend(req.types.iter().map(|t| json!({"name": "_type", "valueString": t})));
+            parameter.extend(
+                req.types
+                    .iter()
+                    .map(|t| json!({"name": "_type", "valueString": t})),
+            );
             if let Some(since) = since {
                 parameter.push(json!({"name": "_since", "valueInstant": since}));
             }
             if let Some(until) = &req.until {
                 parameter.push(json!({"name": "_until", "valueInstant": until}));
             }
-            parameter.extend(req.type_filters.iter().map(|f| json!({"name": "_typeFilter", "valueString": f})));
-            parameter.extend(req.elements.iter().map(|e| json!({"name": "_elements", "valueString": e})));
+            parameter.extend(
+                req.type_filters
+                    .iter()
+                    .map(|f| json!({"name": "_typeFilter", "valueString": f})),
+            );
+            parameter.extend(
+                req.elements
+                    .iter()
+                    .map(|e| json!({"name": "_elements", "valueString": e})),
+            );
             parameter.extend(req.patients.iter().map(|p| {
-                let reference = if p.contains('/') { p.clone() } else { format!("Patient/{p}") };
+                let reference = if p.contains('/') {
+                    p.clone()
+                } else {
+                    format!("Patient/{p}")
+                };
                 json!({"name": "patient", "valueReference": {"reference": reference}})
             }));
             let body = json!({"resourceType": "Parameters", "parameter": parameter});
-            Kickoff { method: Method::POST, url, body: Some(body), prefer }
+            Kickoff {
+                method: Method::POST,
+                url,
+                body: Some(body),
+                prefer,
+            }
         } else {
             let mut url = url;
             {
@@ -195,7 +232,12 @@ impl Kickoff {
                     q.append_pair("_elements", &req.elements.join(","));
                 }
             }
-            Kickoff { method: Method::GET, url, body: None, prefer }
+            Kickoff {
+                method: Method::GET,
+                url,
+                body: None,
+                prefer,
+            }
         }
     }
 
@@ -212,7 +254,12 @@ impl Kickoff {
     /// 429 (KR3: another export running) and 503 are retried after `Retry-After` until the
     /// deadline, and so are connection failures, since those never reached the server; other
     /// failures are not, because a kick-off that did reach the server may have started a job.
-    pub async fn send(&self, transport: &Transport, timings: &Timings, deadline: Instant) -> Result<Url> {
+    pub async fn send(
+        &self,
+        transport: &Transport,
+        timings: &Timings,
+        deadline: Instant,
+    ) -> Result<Url> {
         let mut req = Request {
             method: self.method.clone(),
             url: self.url.clone(),
@@ -220,10 +267,13 @@ impl Kickoff {
             body: self.body.as_ref().map(|b| b.to_string().into_bytes()),
             with_token: true,
         };
-        req.headers.insert(ACCEPT, HeaderValue::from_static(FHIR_JSON));
-        req.headers.insert("prefer", HeaderValue::from_static(self.prefer));
+        req.headers
+            .insert(ACCEPT, HeaderValue::from_static(FHIR_JSON));
+        req.headers
+            .insert("prefer", HeaderValue::from_static(self.prefer));
         if self.body.is_some() {
-            req.headers.insert(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+            req.headers
+                .insert(CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
         }
         let mut backoff = Backoff::new(timings.retry_initial, timings.retry_max);
         // Waits only while retries are left and the deadline allows; else the caller gets the
@@ -245,16 +295,26 @@ impl Kickoff {
                 other => other?,
             };
             let status = resp.status();
-            if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+            if matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            ) {
                 let delay = retry_after_or(resp.headers(), backoff.next_delay());
                 if may_wait(&backoff, delay) {
-                    tracing::warn!("kick-off: HTTP {status} (another export running?), retrying in {}", crate::error::humanize(delay));
+                    tracing::warn!(
+                        "kick-off: HTTP {status} (another export running?), retrying in {}",
+                        crate::error::humanize(delay)
+                    );
                     tokio::time::sleep(delay).await;
                     continue;
                 }
             }
             if status.is_success() {
-                let location = resp.headers().get(CONTENT_LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let location = resp
+                    .headers()
+                    .get(CONTENT_LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 let final_url = resp.url().clone();
                 return match location.and_then(|l| final_url.join(l.trim()).ok()) {
                     Some(status_url) => Ok(status_url),
@@ -265,7 +325,10 @@ impl Kickoff {
                 };
             }
             let body = resp.bytes().await.unwrap_or_default();
-            return Err(Error::Rejected { status: status.as_u16(), message: body_message(&body, status) });
+            return Err(Error::Rejected {
+                status: status.as_u16(),
+                message: body_message(&body, status),
+            });
         }
     }
 }
@@ -279,7 +342,10 @@ pub(crate) fn body_message(body: &[u8], status: StatusCode) -> String {
             return d;
         }
         if let Some(codes) = v.get("issue").and_then(Value::as_array) {
-            let codes: Vec<&str> = codes.iter().filter_map(|i| i.get("code").and_then(Value::as_str)).collect();
+            let codes: Vec<&str> = codes
+                .iter()
+                .filter_map(|i| i.get("code").and_then(Value::as_str))
+                .collect();
             if !codes.is_empty() {
                 return format!("{} (issue code {})", reason(), codes.join(", "));
             }
@@ -340,35 +406,78 @@ mod tests {
         assert!(req.uses_post());
         let k = Kickoff::build(&base(), &req, Some("2020-01-01T00:00:00Z"), true);
         assert_eq!(k.method, Method::POST);
-        assert_eq!(k.url.as_str(), "https://ehr.example/r4/3f2a-tenant/Patient/$export");
+        assert_eq!(
+            k.url.as_str(),
+            "https://ehr.example/r4/3f2a-tenant/Patient/$export"
+        );
         assert_eq!(k.prefer, "respond-async, handling=lenient");
         let p = &k.body.as_ref().unwrap()["parameter"];
-        assert_eq!(p[0], json!({"name":"_outputFormat","valueString":"application/fhir+ndjson"}));
+        assert_eq!(
+            p[0],
+            json!({"name":"_outputFormat","valueString":"application/fhir+ndjson"})
+        );
         assert_eq!(p[1], json!({"name":"_type","valueString":"Observation"}));
-        assert_eq!(p[2], json!({"name":"_since","valueInstant":"2020-01-01T00:00:00Z"}));
-        assert_eq!(p[3], json!({"name":"_until","valueInstant":"2024-01-01T00:00:00Z"}));
-        assert_eq!(p[4], json!({"name":"patient","valueReference":{"reference":"Patient/p1"}}));
-        assert_eq!(p[5], json!({"name":"patient","valueReference":{"reference":"Patient/p2"}}));
+        assert_eq!(
+            p[2],
+            json!({"name":"_since","valueInstant":"2020-01-01T00:00:00Z"})
+        );
+        assert_eq!(
+            p[3],
+            json!({"name":"_until","valueInstant":"2024-01-01T00:00:00Z"})
+        );
+        assert_eq!(
+            p[4],
+            json!({"name":"patient","valueReference":{"reference":"Patient/p1"}})
+        );
+        assert_eq!(
+            p[5],
+            json!({"name":"patient","valueReference":{"reference":"Patient/p2"}})
+        );
     }
 
     #[test]
     fn validation_catches_usage_errors_t5_p6() {
-        let bad_since = ExportRequest { since: Some(Since::At("2020-01-01".into())), ..Default::default() };
+        let bad_since = ExportRequest {
+            since: Some(Since::At("2020-01-01".into())),
+            ..Default::default()
+        };
         assert!(matches!(bad_since.validate(), Err(Error::Usage(_))));
-        let system_patient = ExportRequest { patients: vec!["p".into()], ..Default::default() };
+        let system_patient = ExportRequest {
+            patients: vec!["p".into()],
+            ..Default::default()
+        };
         assert!(system_patient.validate().is_err());
-        let bad_type = ExportRequest { types: vec!["../x".into()], ..Default::default() };
+        let bad_type = ExportRequest {
+            types: vec!["../x".into()],
+            ..Default::default()
+        };
         assert!(bad_type.validate().is_err());
-        let bad_filter = ExportRequest { type_filters: vec!["status=active".into()], ..Default::default() };
+        let bad_filter = ExportRequest {
+            type_filters: vec!["status=active".into()],
+            ..Default::default()
+        };
         assert!(bad_filter.validate().is_err());
-        assert!(ExportRequest { since: Some(Since::Auto), ..Default::default() }.validate().is_ok());
+        assert!(
+            ExportRequest {
+                since: Some(Since::Auto),
+                ..Default::default()
+            }
+            .validate()
+            .is_ok()
+        );
     }
 
     #[test]
     fn error_bodies_become_one_line() {
         let oo = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"bad _type"}]}"#;
         assert_eq!(body_message(oo, StatusCode::BAD_REQUEST), "bad _type");
-        assert_eq!(body_message(b"<html>\n<b>Bad\ngateway</b></html>", StatusCode::BAD_GATEWAY), "<html> <b>Bad gateway</b></html>");
+        assert_eq!(
+            body_message(
+                b"<html>\n<b>Bad\ngateway</b></html>",
+                StatusCode::BAD_GATEWAY
+            ),
+            "<html> <b>Bad gateway</b></html>"
+        );
         assert_eq!(body_message(b"", StatusCode::FORBIDDEN), "Forbidden");
     }
 }

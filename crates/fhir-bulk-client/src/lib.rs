@@ -27,7 +27,7 @@
 //! - `poll`: status polling and manifest pages (§4, M8), pacing from [`backoff`].
 //! - `download`, [`verify`]: parallel resumable downloads, NDJSON line checks (§7, CL5).
 //! - [`state`]: the resume state and the `--since auto` log (CL6).
-//! - [`summary`]: `summary.json`.
+//! - [`summary`]: the `summary.json` of a finished run.
 //! - [`observer`]: progress events for a UI; [`error`]: the error type and exit classes;
 //!   [`secret`]: what is never printed.
 
@@ -116,13 +116,19 @@ impl Exporter {
     /// Checks the options.
     pub fn new(options: ExportOptions) -> Result<Exporter> {
         if !matches!(options.base_url.scheme(), "http" | "https") {
-            return Err(Error::Usage(format!("the base URL must be http(s): {}", options.base_url)));
+            return Err(Error::Usage(format!(
+                "the base URL must be http(s): {}",
+                options.base_url
+            )));
         }
         if options.parallel == 0 {
             return Err(Error::Usage("--parallel must be at least 1".into()));
         }
         options.request.validate()?;
-        Ok(Exporter { options, observer: Arc::new(Quiet) })
+        Ok(Exporter {
+            options,
+            observer: Arc::new(Quiet),
+        })
     }
 
     /// Sends progress events to `observer`.
@@ -155,7 +161,9 @@ impl Exporter {
                 let last = state::last_transaction_time(dir, &sync_key)?;
                 match &last {
                     Some(t) => tracing::info!("--since auto: exporting changes after {t}"),
-                    None => tracing::info!("--since auto: no earlier complete run for this server and types; full export"),
+                    None => tracing::info!(
+                        "--since auto: no earlier complete run for this server and types; full export"
+                    ),
                 }
                 last
             }
@@ -178,12 +186,26 @@ impl Exporter {
                     remove_previous_output(dir, &old);
                 }
                 remove_stale_parts(dir);
-                (RunState::new(o.base_url.to_string(), identity.clone(), sync_key.clone(), since.clone()), false)
+                (
+                    RunState::new(
+                        o.base_url.to_string(),
+                        identity.clone(),
+                        sync_key.clone(),
+                        since.clone(),
+                    ),
+                    false,
+                )
             }
         };
         if resumed {
-            self.observer.event(&Event::Resumed { status_url: run_state.status_url.as_deref().map(secret::redact_url), files_done: run_state.files.len() });
-            tracing::info!("continuing the unfinished export recorded in {}", dir.join(state::STATE_FILE).display());
+            self.observer.event(&Event::Resumed {
+                status_url: run_state.status_url.as_deref().map(secret::redact_url),
+                files_done: run_state.files.len(),
+            });
+            tracing::info!(
+                "continuing the unfinished export recorded in {}",
+                dir.join(state::STATE_FILE).display()
+            );
         }
         let state = Mutex::new(run_state);
 
@@ -197,7 +219,13 @@ impl Exporter {
             .user_agent(concat!("fhir-bulk/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Usage(format!("cannot set up HTTP: {}", transport::describe(e))))?;
-        let auth = Arc::new(Auth::new(o.auth.clone(), http.clone(), o.base_url.clone(), o.timings.clone(), o.verbose));
+        let auth = Arc::new(Auth::new(
+            o.auth.clone(),
+            http.clone(),
+            o.base_url.clone(),
+            o.timings.clone(),
+            o.verbose,
+        ));
         let transport = Transport::new(http, auth, &o.base_url, o.verbose);
 
         let existing = state.lock().expect("state lock").manifest.clone();
@@ -206,14 +234,18 @@ impl Exporter {
             None => {
                 let recorded = state.lock().expect("state lock").status_url.clone();
                 let status_url = match recorded {
-                    Some(u) => Url::parse(&u).map_err(|e| Error::State(format!("bad status URL in the state file: {e}")))?,
+                    Some(u) => Url::parse(&u).map_err(|e| {
+                        Error::State(format!("bad status URL in the state file: {e}"))
+                    })?,
                     None => {
                         let url = kickoff.send(&transport, &o.timings, deadline).await?;
                         let mut s = state.lock().expect("state lock");
                         s.status_url = Some(url.to_string());
                         s.kicked_off_at = Some(FhirInstant::now().unix_seconds());
                         s.save(dir)?;
-                        self.observer.event(&Event::KickedOff { status_url: secret::redact_url(url.as_str()) });
+                        self.observer.event(&Event::KickedOff {
+                            status_url: secret::redact_url(url.as_str()),
+                        });
                         url
                     }
                 };
@@ -221,9 +253,17 @@ impl Exporter {
                     .lock()
                     .expect("state lock")
                     .kicked_off_at
-                    .map(|s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s.max(0) as u64))
+                    .map(|s| {
+                        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s.max(0) as u64)
+                    })
                     .unwrap_or_else(SystemTime::now);
-                let ctx = poll::PollContext { transport: &transport, timings: &o.timings, deadline, kicked_off_at, observer: self.observer.as_ref() };
+                let ctx = poll::PollContext {
+                    transport: &transport,
+                    timings: &o.timings,
+                    deadline,
+                    kicked_off_at,
+                    observer: self.observer.as_ref(),
+                };
                 let completed = poll::wait_for_manifest(&ctx, &status_url).await.map_err(|e| match e {
                     Error::ExportFailed { status: status @ (404 | 410), message } if resumed => Error::ExportFailed {
                         status,
@@ -242,7 +282,10 @@ impl Exporter {
 
         let tasks = download::plan(&manifest, o.gzip);
         let counts: Option<u64> = manifest.output.iter().map(|f| f.count).sum();
-        self.observer.event(&Event::ManifestReady { files: tasks.len(), resources: counts });
+        self.observer.event(&Event::ManifestReady {
+            files: tasks.len(),
+            resources: counts,
+        });
         if manifest.output.is_empty() {
             tracing::info!("the manifest lists no output files");
         }
@@ -261,7 +304,8 @@ impl Exporter {
         let status_url = state.lock().expect("state lock").status_url.clone();
         let already_deleted = state.lock().expect("state lock").job_deleted;
         let mut job_deleted = already_deleted;
-        if !o.keep && !already_deleted
+        if !o.keep
+            && !already_deleted
             && let Some(url) = status_url.as_deref().and_then(|u| Url::parse(u).ok())
         {
             job_deleted = self.delete_job(&transport, url).await;
@@ -277,7 +321,10 @@ impl Exporter {
         if FhirInstant::parse(&manifest.transaction_time).is_ok() {
             state::record_transaction_time(dir, &sync_key, &manifest.transaction_time)?;
         } else {
-            tracing::warn!("the manifest's transactionTime '{}' is not an instant; --since auto will not use it", manifest.transaction_time);
+            tracing::warn!(
+                "the manifest's transactionTime '{}' is not an instant; --since auto will not use it",
+                manifest.transaction_time
+            );
         }
         let summary = Summary::build(
             summary::RunFacts {
@@ -300,18 +347,29 @@ impl Exporter {
 
     /// CL7: a courtesy `DELETE`; whatever the answer, the export already succeeded.
     async fn delete_job(&self, transport: &Transport, url: Url) -> bool {
-        let req = Request { method: Method::DELETE, url, headers: Default::default(), body: None, with_token: true };
+        let req = Request {
+            method: Method::DELETE,
+            url,
+            headers: Default::default(),
+            body: None,
+            with_token: true,
+        };
         match transport.send(Phase::Delete, &req).await {
             Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 404 => {
                 self.observer.event(&Event::JobDeleted);
                 true
             }
             Ok(resp) => {
-                tracing::warn!("DELETE of the finished job answered HTTP {}; files are complete anyway", resp.status());
+                tracing::warn!(
+                    "DELETE of the finished job answered HTTP {}; files are complete anyway",
+                    resp.status()
+                );
                 false
             }
             Err(e) => {
-                tracing::warn!("DELETE of the finished job failed ({e}); files are complete anyway");
+                tracing::warn!(
+                    "DELETE of the finished job failed ({e}); files are complete anyway"
+                );
                 false
             }
         }
@@ -330,7 +388,9 @@ fn remove_previous_output(dir: &Path, old: &RunState) {
 /// another export.
 fn remove_stale_parts(dir: &Path) {
     for sub in [dir.to_path_buf(), dir.join("error"), dir.join("deleted")] {
-        let Ok(entries) = std::fs::read_dir(&sub) else { continue };
+        let Ok(entries) = std::fs::read_dir(&sub) else {
+            continue;
+        };
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().ends_with(".part") {
                 let _ = std::fs::remove_file(entry.path());

@@ -19,7 +19,15 @@ use std::time::{Duration, Instant, SystemTime};
 use url::Url;
 
 /// Issue codes that mean "only this poll failed, retry" (ST5).
-pub const TRANSIENT_ISSUE_CODES: &[&str] = &["transient", "lock-error", "no-store", "exception", "timeout", "incomplete", "throttled"];
+pub const TRANSIENT_ISSUE_CODES: &[&str] = &[
+    "transient",
+    "lock-error",
+    "no-store",
+    "exception",
+    "timeout",
+    "incomplete",
+    "throttled",
+];
 
 /// True for an OperationOutcome whose error issues all carry a transient code (ST5).
 pub fn is_transient_outcome(v: &Value) -> bool {
@@ -31,12 +39,19 @@ pub fn is_transient_outcome(v: &Value) -> bool {
     };
     let errors: Vec<&Value> = issues
         .iter()
-        .filter(|i| matches!(i.get("severity").and_then(Value::as_str), Some("error" | "fatal") | None))
+        .filter(|i| {
+            matches!(
+                i.get("severity").and_then(Value::as_str),
+                Some("error" | "fatal") | None
+            )
+        })
         .collect();
     !errors.is_empty()
-        && errors
-            .iter()
-            .all(|i| i.get("code").and_then(Value::as_str).is_some_and(|c| TRANSIENT_ISSUE_CODES.contains(&c)))
+        && errors.iter().all(|i| {
+            i.get("code")
+                .and_then(Value::as_str)
+                .is_some_and(|c| TRANSIENT_ISSUE_CODES.contains(&c))
+        })
 }
 
 /// The status code in `X-Export-Status` (`202 Accepted`, `200 OK`, `500 …`, K6).
@@ -71,13 +86,23 @@ impl PollContext<'_> {
     }
 
     fn retrying(&self, reason: String, delay: Duration) {
-        tracing::warn!("status poll: {reason}; retrying in {}", crate::error::humanize(delay));
-        self.observer.event(&Event::Retrying { phase: Phase::Poll, reason, delay });
+        tracing::warn!(
+            "status poll: {reason}; retrying in {}",
+            crate::error::humanize(delay)
+        );
+        self.observer.event(&Event::Retrying {
+            phase: Phase::Poll,
+            reason,
+            delay,
+        });
     }
 }
 
 /// Polls `status_url` until the job completes, and returns the whole manifest.
-pub(crate) async fn wait_for_manifest(ctx: &PollContext<'_>, status_url: &Url) -> Result<Completed> {
+pub(crate) async fn wait_for_manifest(
+    ctx: &PollContext<'_>,
+    status_url: &Url,
+) -> Result<Completed> {
     let timings = ctx.timings;
     let mut pace = Backoff::new(timings.initial_poll_interval, timings.max_poll_interval);
     let mut failures = Backoff::new(timings.retry_initial, timings.retry_max);
@@ -123,7 +148,9 @@ pub(crate) async fn wait_for_manifest(ctx: &PollContext<'_>, status_url: &Url) -
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             // ST2: we polled too often; the server's pace wins, ours slows down too.
-            let delay = asked.unwrap_or_else(|| pace.next_delay()).max(timings.min_poll_interval);
+            let delay = asked
+                .unwrap_or_else(|| pace.next_delay())
+                .max(timings.min_poll_interval);
             ctx.retrying("HTTP 429 Too Many Requests".into(), delay);
             ctx.wait(delay).await?;
             continue;
@@ -131,13 +158,23 @@ pub(crate) async fn wait_for_manifest(ctx: &PollContext<'_>, status_url: &Url) -
         if status.is_client_error() || status.is_server_error() {
             let body = resp.bytes().await.unwrap_or_default();
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let is_outcome = v.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome");
-            let transient = if is_outcome { is_transient_outcome(&v) } else { is_retryable_status(status) };
+            let is_outcome =
+                v.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome");
+            let transient = if is_outcome {
+                is_transient_outcome(&v)
+            } else {
+                is_retryable_status(status)
+            };
             let message = body_message(&body, status);
             if !transient || failures.attempts() >= timings.max_retries {
-                return Err(Error::ExportFailed { status: status.as_u16(), message });
+                return Err(Error::ExportFailed {
+                    status: status.as_u16(),
+                    message,
+                });
             }
-            let delay = asked.unwrap_or_else(|| failures.next_delay()).max(timings.min_poll_interval);
+            let delay = asked
+                .unwrap_or_else(|| failures.next_delay())
+                .max(timings.min_poll_interval);
             ctx.retrying(format!("HTTP {}: {message}", status.as_u16()), delay);
             ctx.wait(delay).await?;
             continue;
@@ -150,17 +187,32 @@ pub(crate) async fn wait_for_manifest(ctx: &PollContext<'_>, status_url: &Url) -
             .and_then(|v| v.to_str().ok())
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty());
-        let percent = progress.as_deref().and_then(fhir_bulk_spec::progress::progress_percent);
-        let delay = asked.unwrap_or_else(|| pace.next_delay()).max(timings.min_poll_interval);
-        if resp.headers().get(reqwest::header::CONTENT_TYPE).is_some_and(|c| c.to_str().unwrap_or("").contains("json")) {
+        let percent = progress
+            .as_deref()
+            .and_then(fhir_bulk_spec::progress::progress_percent);
+        let delay = asked
+            .unwrap_or_else(|| pace.next_delay())
+            .max(timings.min_poll_interval);
+        if resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|c| c.to_str().unwrap_or("").contains("json"))
+        {
             // ST4: a partial manifest. Its files are fetched with the complete one, which
             // SHALL list them again unchanged; reading it here only informs the user.
             if let Ok(m) = Manifest::parse_lenient(&resp.bytes().await.unwrap_or_default()) {
                 tracing::info!("partial manifest: {} file(s) ready so far", m.output.len());
             }
         }
-        let elapsed = SystemTime::now().duration_since(ctx.kicked_off_at).unwrap_or_default();
-        ctx.observer.event(&Event::Polling { elapsed, progress, percent, next_poll_in: delay });
+        let elapsed = SystemTime::now()
+            .duration_since(ctx.kicked_off_at)
+            .unwrap_or_default();
+        ctx.observer.event(&Event::Polling {
+            elapsed,
+            progress,
+            percent,
+            next_poll_in: delay,
+        });
         ctx.wait(delay).await?;
     }
 }
@@ -168,25 +220,37 @@ pub(crate) async fn wait_for_manifest(ctx: &PollContext<'_>, status_url: &Url) -
 /// Parses the first manifest page and appends the `output`, `deleted` and `error` of every
 /// `link.next` page (M8) to it.
 async fn follow_pages(ctx: &PollContext<'_>, first: &[u8]) -> Result<Completed> {
-    let mut manifest = Manifest::parse_lenient(first).map_err(|e| Error::Manifest(e.to_string()))?;
-    let mut raw: Value = serde_json::from_slice(first).map_err(|e| Error::Manifest(e.to_string()))?;
+    let mut manifest =
+        Manifest::parse_lenient(first).map_err(|e| Error::Manifest(e.to_string()))?;
+    let mut raw: Value =
+        serde_json::from_slice(first).map_err(|e| Error::Manifest(e.to_string()))?;
     let mut seen = std::collections::HashSet::new();
     let mut next = manifest.next_link().map(str::to_string);
     while let Some(link) = next.take() {
         if !seen.insert(link.clone()) {
-            return Err(Error::Manifest(format!("manifest page {link} links back to an earlier page")));
+            return Err(Error::Manifest(format!(
+                "manifest page {link} links back to an earlier page"
+            )));
         }
-        let url = Url::parse(&link).map_err(|e| Error::Manifest(format!("bad link.next '{link}': {e}")))?;
+        let url = Url::parse(&link)
+            .map_err(|e| Error::Manifest(format!("bad link.next '{link}': {e}")))?;
         let req = Request::get(url).header(ACCEPT, "application/json");
-        let resp = ctx.transport.send_retrying(Phase::Poll, &req, ctx.timings).await?;
+        let resp = ctx
+            .transport
+            .send_retrying(Phase::Poll, &req, ctx.timings)
+            .await?;
         let status = resp.status();
         let body = resp.bytes().await.unwrap_or_default();
         if status != StatusCode::OK {
             // M8 lets a client keep a partial result; silently missing files is worse.
-            return Err(Error::ExportFailed { status: status.as_u16(), message: format!("manifest page: {}", body_message(&body, status)) });
+            return Err(Error::ExportFailed {
+                status: status.as_u16(),
+                message: format!("manifest page: {}", body_message(&body, status)),
+            });
         }
         let page = Manifest::parse_lenient(&body).map_err(|e| Error::Manifest(e.to_string()))?;
-        let page_raw: Value = serde_json::from_slice(&body).map_err(|e| Error::Manifest(e.to_string()))?;
+        let page_raw: Value =
+            serde_json::from_slice(&body).map_err(|e| Error::Manifest(e.to_string()))?;
         for field in ["output", "deleted", "error", "outcome"] {
             if let Some(items) = page_raw.get(field).and_then(Value::as_array) {
                 match raw.get_mut(field).and_then(Value::as_array_mut) {
@@ -219,7 +283,9 @@ mod tests {
         assert!(is_transient_outcome(&oo("transient")));
         assert!(is_transient_outcome(&oo("throttled")));
         assert!(!is_transient_outcome(&oo("processing")));
-        assert!(!is_transient_outcome(&json!({"resourceType":"OperationOutcome","issue":[]})));
+        assert!(!is_transient_outcome(
+            &json!({"resourceType":"OperationOutcome","issue":[]})
+        ));
         let mixed = json!({"resourceType":"OperationOutcome","issue":[
             {"severity":"error","code":"timeout"},{"severity":"error","code":"invalid"}]});
         assert!(!is_transient_outcome(&mixed));

@@ -39,9 +39,18 @@ impl fmt::Display for Secret {
 /// `X-Amz-Credential`, Azure `sig`, GCS `X-Goog-Signature`, generic `token`/`key`).
 fn is_secret_param(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["sig", "token", "key", "credential", "secret", "password", "auth", "security"]
-        .iter()
-        .any(|word| n.contains(word))
+    [
+        "sig",
+        "token",
+        "key",
+        "credential",
+        "secret",
+        "password",
+        "auth",
+        "security",
+    ]
+    .iter()
+    .any(|word| n.contains(word))
 }
 
 /// `url` fit for logs and error messages: the password of the userinfo and the values of
@@ -57,7 +66,11 @@ pub fn redact_url(url: &str) -> String {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(k, v)| {
-                let v = if is_secret_param(&k) { "***".to_string() } else { v.into_owned() };
+                let v = if is_secret_param(&k) {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                };
                 (k.into_owned(), v)
             })
             .collect();
@@ -86,7 +99,10 @@ mod tests {
         );
         assert!(!u.contains("abc") && !u.contains("AK"), "{u}");
         assert!(u.contains("part=2"));
-        assert_eq!(redact_url("https://x/fhir/$export-poll-status?_jobId=1"), "https://x/fhir/$export-poll-status?_jobId=1");
+        assert_eq!(
+            redact_url("https://x/fhir/$export-poll-status?_jobId=1"),
+            "https://x/fhir/$export-poll-status?_jobId=1"
+        );
         assert!(!redact_url("https://u:pw@x/").contains("pw"));
         assert_eq!(redact_url("not a url"), "not a url");
     }

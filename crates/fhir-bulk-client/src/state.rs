@@ -87,7 +87,12 @@ pub struct FileRecord {
 
 impl RunState {
     /// A fresh state for a new export.
-    pub fn new(base_url: String, request: String, sync_key: String, since: Option<String>) -> RunState {
+    pub fn new(
+        base_url: String,
+        request: String,
+        sync_key: String,
+        since: Option<String>,
+    ) -> RunState {
         RunState {
             version: STATE_VERSION,
             base_url,
@@ -112,7 +117,10 @@ impl RunState {
             Err(e) => return Err(Error::io(&path, e)),
         };
         let state: RunState = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::State(format!("{} is unreadable ({e}); remove it to start a new export", path.display()))
+            Error::State(format!(
+                "{} is unreadable ({e}); remove it to start a new export",
+                path.display()
+            ))
         })?;
         if state.version != STATE_VERSION {
             return Err(Error::State(format!(
@@ -181,15 +189,23 @@ pub fn sync_key(base_url: &str, level: &Level, types: &[String]) -> String {
     let mut types = types.to_vec();
     types.sort();
     types.dedup();
-    let types = if types.is_empty() { "*".to_string() } else { types.join(",") };
+    let types = if types.is_empty() {
+        "*".to_string()
+    } else {
+        types.join(",")
+    };
     format!("{} {} {types}", base_url.trim_end_matches('/'), level.key())
 }
 
 fn read_sync_log(dir: &Path) -> Result<BTreeMap<String, String>> {
     let path = dir.join(SYNC_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| Error::State(format!("{} is unreadable ({e}); fix or remove it", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Error::State(format!(
+                "{} is unreadable ({e}); fix or remove it",
+                path.display()
+            ))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
         Err(e) => Err(Error::io(&path, e)),
     }
@@ -205,7 +221,10 @@ pub fn last_transaction_time(dir: &Path, key: &str) -> Result<Option<String>> {
 pub fn record_transaction_time(dir: &Path, key: &str, transaction_time: &str) -> Result<()> {
     let mut log = read_sync_log(dir)?;
     log.insert(key.to_string(), transaction_time.to_string());
-    write_atomic(&dir.join(SYNC_FILE), &serde_json::to_vec_pretty(&log).expect("a map serializes"))
+    write_atomic(
+        &dir.join(SYNC_FILE),
+        &serde_json::to_vec_pretty(&log).expect("a map serializes"),
+    )
 }
 
 #[cfg(test)]
@@ -216,7 +235,12 @@ mod tests {
     fn state_round_trips_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
         assert!(RunState::load(dir.path()).unwrap().is_none());
-        let mut s = RunState::new("https://x/fhir".into(), "GET https://x/fhir/$export".into(), "k".into(), None);
+        let mut s = RunState::new(
+            "https://x/fhir".into(),
+            "GET https://x/fhir/$export".into(),
+            "k".into(),
+            None,
+        );
         s.status_url = Some("https://x/status/1".into());
         s.files.insert(
             "Patient.1.ndjson".into(),
@@ -235,7 +259,10 @@ mod tests {
         let back = RunState::load(dir.path()).unwrap().unwrap();
         assert_eq!(back.status_url, s.status_url);
         assert_eq!(back.files, s.files);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(STATE_FILE)]);
     }
 
@@ -253,7 +280,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.ndjson"), b"{}\n").unwrap();
         let (bytes, sha256) = sha256_file(&dir.path().join("a.ndjson")).unwrap();
-        assert_eq!(sha256, "ca3d163bab055381827226140568f3bef7eaac187cebd76878e0b63e9e442356");
+        assert_eq!(
+            sha256,
+            "ca3d163bab055381827226140568f3bef7eaac187cebd76878e0b63e9e442356"
+        );
         let rec = FileRecord {
             kind: FileKind::Output,
             resource_type: None,
@@ -272,12 +302,26 @@ mod tests {
     #[test]
     fn sync_log_is_keyed_by_server_level_and_types_cl6() {
         let dir = tempfile::tempdir().unwrap();
-        let k1 = sync_key("https://x/fhir/", &Level::System, &["Patient".into(), "Condition".into()]);
-        let k2 = sync_key("https://x/fhir", &Level::System, &["Condition".into(), "Patient".into()]);
+        let k1 = sync_key(
+            "https://x/fhir/",
+            &Level::System,
+            &["Patient".into(), "Condition".into()],
+        );
+        let k2 = sync_key(
+            "https://x/fhir",
+            &Level::System,
+            &["Condition".into(), "Patient".into()],
+        );
         assert_eq!(k1, k2);
-        assert_ne!(k1, sync_key("https://x/fhir", &Level::Group("g".into()), &[]));
+        assert_ne!(
+            k1,
+            sync_key("https://x/fhir", &Level::Group("g".into()), &[])
+        );
         assert_eq!(last_transaction_time(dir.path(), &k1).unwrap(), None);
         record_transaction_time(dir.path(), &k1, "2024-01-01T00:00:00Z").unwrap();
-        assert_eq!(last_transaction_time(dir.path(), &k2).unwrap().as_deref(), Some("2024-01-01T00:00:00Z"));
+        assert_eq!(
+            last_transaction_time(dir.path(), &k2).unwrap().as_deref(),
+            Some("2024-01-01T00:00:00Z")
+        );
     }
 }

@@ -89,12 +89,19 @@ pub(crate) struct RunFacts {
 impl Summary {
     pub(crate) fn build(facts: RunFacts, files: Vec<FileRecord>, dir: &Path) -> Summary {
         let mut types: BTreeMap<String, TypeTotals> = BTreeMap::new();
-        let (mut error_files, mut error_resources, mut deleted_files, mut deleted_resources) = (0, 0, 0, 0);
+        let (mut error_files, mut error_resources, mut deleted_files, mut deleted_resources) =
+            (0, 0, 0, 0);
         let mut error_messages = Vec::new();
         for f in &files {
             match f.kind {
                 FileKind::Output => {
-                    let t = types.entry(f.resource_type.clone().unwrap_or_else(|| "(organized)".into())).or_default();
+                    let t = types
+                        .entry(
+                            f.resource_type
+                                .clone()
+                                .unwrap_or_else(|| "(organized)".into()),
+                        )
+                        .or_default();
                     t.files += 1;
                     t.resources += f.resources;
                     t.bytes += f.bytes;
@@ -103,7 +110,10 @@ impl Summary {
                     error_files += 1;
                     error_resources += f.resources;
                     if error_messages.len() < MAX_ERROR_MESSAGES {
-                        error_messages.extend(first_diagnostics(&dir.join(&f.path), MAX_ERROR_MESSAGES - error_messages.len()));
+                        error_messages.extend(first_diagnostics(
+                            &dir.join(&f.path),
+                            MAX_ERROR_MESSAGES - error_messages.len(),
+                        ));
                     }
                 }
                 FileKind::Deleted => {
@@ -141,7 +151,10 @@ impl Summary {
 
     /// Writes `DIR/summary.json` atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        write_atomic(&dir.join(SUMMARY_FILE), &serde_json::to_vec_pretty(self).expect("the summary serializes"))
+        write_atomic(
+            &dir.join(SUMMARY_FILE),
+            &serde_json::to_vec_pretty(self).expect("the summary serializes"),
+        )
     }
 }
 

@@ -34,11 +34,18 @@ pub(crate) struct Request {
 
 impl Request {
     pub fn get(url: Url) -> Request {
-        Request { method: Method::GET, url, headers: HeaderMap::new(), body: None, with_token: true }
+        Request {
+            method: Method::GET,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+            with_token: true,
+        }
     }
 
     pub fn header(mut self, name: reqwest::header::HeaderName, value: &'static str) -> Request {
-        self.headers.insert(name, reqwest::header::HeaderValue::from_static(value));
+        self.headers
+            .insert(name, reqwest::header::HeaderValue::from_static(value));
         self
     }
 }
@@ -81,7 +88,9 @@ pub(crate) async fn follow_redirects(
     let mut method = req.method.clone();
     let mut body = req.body.clone();
     for _hop in 0..=MAX_REDIRECTS {
-        let mut builder = http.request(method.clone(), url.clone()).headers(req.headers.clone());
+        let mut builder = http
+            .request(method.clone(), url.clone())
+            .headers(req.headers.clone());
         let send_token = token.filter(|_| url.origin() == *origin);
         if let Some(token) = send_token {
             builder = builder.bearer_auth(token.expose());
@@ -90,22 +99,37 @@ pub(crate) async fn follow_redirects(
             builder = builder.body(body.clone());
         }
         let shown = redact_url(url.as_str());
-        log_request(verbose, format_args!("{phase}: {method} {shown} (token: {})", if send_token.is_some() { "yes" } else { "no" }));
+        log_request(
+            verbose,
+            format_args!(
+                "{phase}: {method} {shown} (token: {})",
+                if send_token.is_some() { "yes" } else { "no" }
+            ),
+        );
         let resp = builder.send().await.map_err(|e| Error::Http {
             phase,
             url: shown.clone(),
             connect: e.is_connect(),
             message: describe(e),
         })?;
-        log_request(verbose, format_args!("{phase}: {method} {shown} -> {}", resp.status()));
+        log_request(
+            verbose,
+            format_args!("{phase}: {method} {shown} -> {}", resp.status()),
+        );
         let status = resp.status();
         if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-            let Some(next) = resp.headers().get(LOCATION).and_then(|l| l.to_str().ok()).and_then(|l| url.join(l).ok()) else {
+            let Some(next) = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok())
+            else {
                 return Ok(resp);
             };
             // 303 always, and 301/302 after a POST, continue as GET (RFC 9110 §15.4, as browsers do).
             if status == StatusCode::SEE_OTHER
-                || (method == Method::POST && matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND))
+                || (method == Method::POST
+                    && matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND))
             {
                 method = Method::GET;
                 body = None;
@@ -115,7 +139,12 @@ pub(crate) async fn follow_redirects(
         }
         return Ok(resp);
     }
-    Err(Error::Http { phase, url: redact_url(req.url.as_str()), message: "too many redirects".into(), connect: false })
+    Err(Error::Http {
+        phase,
+        url: redact_url(req.url.as_str()),
+        message: "too many redirects".into(),
+        connect: false,
+    })
 }
 
 /// The client side of every FHIR-server request: auth, origin rule, 401 renewal, logging.
@@ -129,7 +158,12 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub fn new(http: reqwest::Client, auth: Arc<Auth>, base: &Url, verbose: bool) -> Transport {
-        Transport { http, auth, origin: base.origin(), verbose }
+        Transport {
+            http,
+            auth,
+            origin: base.origin(),
+            verbose,
+        }
     }
 
     /// Sends `req` with a valid token (if it may carry one), renewing the token and retrying
@@ -137,32 +171,61 @@ impl Transport {
     pub async fn send(&self, phase: Phase, req: &Request) -> Result<Response> {
         let mut renewed = false;
         loop {
-            let bearer = if req.with_token { self.auth.bearer().await? } else { None };
-            let resp = follow_redirects(&self.http, phase, req, bearer.as_ref().map(|b| &b.value), &self.origin, self.verbose).await?;
+            let bearer = if req.with_token {
+                self.auth.bearer().await?
+            } else {
+                None
+            };
+            let resp = follow_redirects(
+                &self.http,
+                phase,
+                req,
+                bearer.as_ref().map(|b| &b.value),
+                &self.origin,
+                self.verbose,
+            )
+            .await?;
             if resp.status() != StatusCode::UNAUTHORIZED || !req.with_token {
                 return Ok(resp);
             }
             match bearer {
                 Some(b) if !renewed && self.auth.renewable() => {
-                    tracing::info!("{phase}: HTTP 401, renewing the access token and retrying once");
+                    tracing::info!(
+                        "{phase}: HTTP 401, renewing the access token and retrying once"
+                    );
                     self.auth.renew_after_401(b.generation).await?;
                     renewed = true;
                 }
-                bearer => return Err(Error::Unauthorized { phase, renewed, credentials: bearer.is_some() }),
+                bearer => {
+                    return Err(Error::Unauthorized {
+                        phase,
+                        renewed,
+                        credentials: bearer.is_some(),
+                    });
+                }
             }
         }
     }
 
     /// Sends `req`, retrying network errors, 429 and 5xx with backoff (honouring `Retry-After`)
     /// up to `timings.max_retries` times. Returns the last response, whatever its status.
-    pub async fn send_retrying(&self, phase: Phase, req: &Request, timings: &Timings) -> Result<Response> {
+    pub async fn send_retrying(
+        &self,
+        phase: Phase,
+        req: &Request,
+        timings: &Timings,
+    ) -> Result<Response> {
         let mut backoff = Backoff::new(timings.retry_initial, timings.retry_max);
         loop {
             let last_try = backoff.attempts() >= timings.max_retries;
             match self.send(phase, req).await {
                 Ok(resp) if is_retryable_status(resp.status()) && !last_try => {
                     let delay = retry_after_or(resp.headers(), backoff.next_delay());
-                    tracing::warn!("{phase}: HTTP {}, retrying in {}", resp.status(), crate::error::humanize(delay));
+                    tracing::warn!(
+                        "{phase}: HTTP {}, retrying in {}",
+                        resp.status(),
+                        crate::error::humanize(delay)
+                    );
                     tokio::time::sleep(delay).await;
                 }
                 Err(e @ Error::Http { .. }) if !last_try => {

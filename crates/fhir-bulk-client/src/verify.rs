@@ -49,9 +49,9 @@ pub fn check_line(line: &[u8], expected_type: Option<&str>) -> Result<Line, Stri
     let head: Head<'_> = serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let actual = head.resource_type.ok_or("the object has no resourceType")?;
     match expected_type {
-        Some(expected) if actual != expected => {
-            Err(format!("resourceType '{actual}' in a file the manifest lists as type '{expected}' (M4)"))
-        }
+        Some(expected) if actual != expected => Err(format!(
+            "resourceType '{actual}' in a file the manifest lists as type '{expected}' (M4)"
+        )),
         None if actual == "Parameters" => Ok(Line::BlockHeader),
         _ => Ok(Line::Resource),
     }
@@ -96,7 +96,14 @@ fn io(p: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 /// `rel` names the file in errors. A `.part` that is itself gzip data (a server that stores
 /// `.ndjson.gz` and serves it without `Content-Encoding`) is decompressed on the way. On a
 /// failed check nothing is stored and the part is kept as `<dest>.rejected` for inspection.
-pub fn store_verified(part: &Path, dest: &Path, rel: &str, expected_type: Option<&str>, count: Option<u64>, gzip: bool) -> Result<Stored> {
+pub fn store_verified(
+    part: &Path,
+    dest: &Path,
+    rel: &str,
+    expected_type: Option<&str>,
+    count: Option<u64>,
+    gzip: bool,
+) -> Result<Stored> {
     let mut magic = [0u8; 2];
     let is_gzip_data = {
         let mut f = std::fs::File::open(part).map_err(io(part))?;
@@ -108,14 +115,21 @@ pub fn store_verified(part: &Path, dest: &Path, rel: &str, expected_type: Option
     } else {
         Box::new(BufReader::with_capacity(256 * 1024, file))
     };
-    let tmp = dest.with_extension(format!("{}.tmp", dest.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let tmp = dest.with_extension(format!(
+        "{}.tmp",
+        dest.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
     // The plain file is the part itself unless it had to be decompressed or gets compressed.
     let rewrite = gzip || is_gzip_data;
     let mut gz: Option<GzEncoder<Hashing<BufWriter<std::fs::File>>>> = None;
     let mut plain: Option<Hashing<BufWriter<std::fs::File>>> = None;
     if rewrite {
         let f = BufWriter::new(std::fs::File::create(&tmp).map_err(io(&tmp))?);
-        let h = Hashing { inner: f, hasher: Sha256::new(), bytes: 0 };
+        let h = Hashing {
+            inner: f,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
         if gzip {
             gz = Some(GzEncoder::new(h, Compression::default()));
         } else {
@@ -138,7 +152,13 @@ pub fn store_verified(part: &Path, dest: &Path, rel: &str, expected_type: Option
             match check_line(&buf, expected_type) {
                 Ok(Line::Resource) => resources += 1,
                 Ok(_) => {}
-                Err(reason) => return Err(Error::Verify { path: rel.to_string(), line: line_no, reason }),
+                Err(reason) => {
+                    return Err(Error::Verify {
+                        path: rel.to_string(),
+                        line: line_no,
+                        reason,
+                    });
+                }
             }
             if let Some(w) = gz.as_mut() {
                 w.write_all(&buf).map_err(io(&tmp))?;
@@ -154,14 +174,22 @@ pub fn store_verified(part: &Path, dest: &Path, rel: &str, expected_type: Option
         Some(expected) if expected != resources => Err(Error::Verify {
             path: rel.to_string(),
             line: 0,
-            reason: format!("the manifest says count {expected}, the file holds {resources} resources"),
+            reason: format!(
+                "the manifest says count {expected}, the file holds {resources} resources"
+            ),
         }),
         _ => Ok(()),
     });
     if let Err(e) = result {
         drop((gz, plain));
         let _ = std::fs::remove_file(&tmp);
-        let _ = std::fs::rename(part, dest.with_extension(format!("{}.rejected", dest.extension().and_then(|e| e.to_str()).unwrap_or(""))));
+        let _ = std::fs::rename(
+            part,
+            dest.with_extension(format!(
+                "{}.rejected",
+                dest.extension().and_then(|e| e.to_str()).unwrap_or("")
+            )),
+        );
         return Err(e);
     }
     let (bytes, sha256) = if let Some(w) = gz {
@@ -178,12 +206,26 @@ pub fn store_verified(part: &Path, dest: &Path, rel: &str, expected_type: Option
     if rewrite {
         let _ = std::fs::remove_file(part);
     }
-    Ok(Stored { bytes, sha256, resources })
+    Ok(Stored {
+        bytes,
+        sha256,
+        resources,
+    })
 }
 
-fn finish_tmp(h: Hashing<BufWriter<std::fs::File>>, tmp: &Path, dest: &Path) -> Result<(u64, String)> {
-    let Hashing { inner, hasher, bytes } = h;
-    let file = inner.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
+fn finish_tmp(
+    h: Hashing<BufWriter<std::fs::File>>,
+    tmp: &Path,
+    dest: &Path,
+) -> Result<(u64, String)> {
+    let Hashing {
+        inner,
+        hasher,
+        bytes,
+    } = h;
+    let file = inner
+        .into_inner()
+        .map_err(|e| Error::io(tmp, e.into_error()))?;
     file.sync_all().map_err(|e| Error::io(tmp, e))?;
     std::fs::rename(tmp, dest).map_err(|e| Error::io(dest, e))?;
     Ok((bytes, hex::encode(hasher.finalize())))
@@ -196,17 +238,42 @@ mod tests {
     /// M4, F3: type checks, blank lines and CRLF.
     #[test]
     fn checks_lines_m4_f3() {
-        assert_eq!(check_line(br#"{"resourceType":"Patient","id":"1"}"#, Some("Patient")), Ok(Line::Resource));
-        assert_eq!(check_line(b"{\"resourceType\":\"Patient\"}\r\n", Some("Patient")), Ok(Line::Resource));
+        assert_eq!(
+            check_line(br#"{"resourceType":"Patient","id":"1"}"#, Some("Patient")),
+            Ok(Line::Resource)
+        );
+        assert_eq!(
+            check_line(b"{\"resourceType\":\"Patient\"}\r\n", Some("Patient")),
+            Ok(Line::Resource)
+        );
         assert_eq!(check_line(b"\r\n", Some("Patient")), Ok(Line::Blank));
         assert_eq!(check_line(b"", Some("Patient")), Ok(Line::Blank));
-        assert!(check_line(br#"{"resourceType":"Observation"}"#, Some("Patient")).unwrap_err().contains("Observation"));
-        assert!(check_line(br#"["Patient"]"#, Some("Patient")).unwrap_err().contains("object"));
-        assert!(check_line(br#"{"resourceType":"Patient""#, Some("Patient")).unwrap_err().contains("invalid JSON"));
-        assert!(check_line(br#"{"id":"1"}"#, Some("Patient")).unwrap_err().contains("no resourceType"));
+        assert!(
+            check_line(br#"{"resourceType":"Observation"}"#, Some("Patient"))
+                .unwrap_err()
+                .contains("Observation")
+        );
+        assert!(
+            check_line(br#"["Patient"]"#, Some("Patient"))
+                .unwrap_err()
+                .contains("object")
+        );
+        assert!(
+            check_line(br#"{"resourceType":"Patient""#, Some("Patient"))
+                .unwrap_err()
+                .contains("invalid JSON")
+        );
+        assert!(
+            check_line(br#"{"id":"1"}"#, Some("Patient"))
+                .unwrap_err()
+                .contains("no resourceType")
+        );
         assert!(check_line(br#"{"resourceType":"Patient"} x"#, Some("Patient")).is_err());
         // Escaped strings still compare by value.
-        assert_eq!(check_line(br#"{"resourceType":"Pati\u0065nt"}"#, Some("Patient")), Ok(Line::Resource));
+        assert_eq!(
+            check_line(br#"{"resourceType":"Pati\u0065nt"}"#, Some("Patient")),
+            Ok(Line::Resource)
+        );
     }
 
     /// O2: organized output has no type and block headers.
@@ -214,7 +281,10 @@ mod tests {
     fn organized_output_o2() {
         let header = br#"{"resourceType":"Parameters","parameter":[{"name":"header","valueReference":{"reference":"Patient/p-1"}}]}"#;
         assert_eq!(check_line(header, None), Ok(Line::BlockHeader));
-        assert_eq!(check_line(br#"{"resourceType":"Encounter"}"#, None), Ok(Line::Resource));
+        assert_eq!(
+            check_line(br#"{"resourceType":"Encounter"}"#, None),
+            Ok(Line::Resource)
+        );
     }
 
     #[test]
@@ -224,25 +294,57 @@ mod tests {
         let part = dir.path().join("P.part");
         std::fs::write(&part, body).unwrap();
         let dest = dir.path().join("Patient.1.ndjson");
-        let s = store_verified(&part, &dest, "Patient.1.ndjson", Some("Patient"), Some(2), false).unwrap();
+        let s = store_verified(
+            &part,
+            &dest,
+            "Patient.1.ndjson",
+            Some("Patient"),
+            Some(2),
+            false,
+        )
+        .unwrap();
         assert_eq!(s.resources, 2);
         assert_eq!(std::fs::read(&dest).unwrap(), body);
-        assert_eq!((s.bytes, s.sha256.clone()), crate::state::sha256_file(&dest).unwrap());
+        assert_eq!(
+            (s.bytes, s.sha256.clone()),
+            crate::state::sha256_file(&dest).unwrap()
+        );
         assert!(!part.exists());
 
         std::fs::write(&part, body).unwrap();
         let gz_dest = dir.path().join("Patient.1.ndjson.gz");
-        let s = store_verified(&part, &gz_dest, "Patient.1.ndjson.gz", Some("Patient"), None, true).unwrap();
-        assert_eq!((s.bytes, s.sha256), crate::state::sha256_file(&gz_dest).unwrap());
+        let s = store_verified(
+            &part,
+            &gz_dest,
+            "Patient.1.ndjson.gz",
+            Some("Patient"),
+            None,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.bytes, s.sha256),
+            crate::state::sha256_file(&gz_dest).unwrap()
+        );
         let mut back = Vec::new();
-        MultiGzDecoder::new(std::fs::File::open(&gz_dest).unwrap()).read_to_end(&mut back).unwrap();
+        MultiGzDecoder::new(std::fs::File::open(&gz_dest).unwrap())
+            .read_to_end(&mut back)
+            .unwrap();
         assert_eq!(back, body);
 
         // A part that is gzip data itself is stored decompressed.
         let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
         enc.write_all(body).unwrap();
         std::fs::write(&part, enc.finish().unwrap()).unwrap();
-        let s = store_verified(&part, &dest, "Patient.1.ndjson", Some("Patient"), None, false).unwrap();
+        let s = store_verified(
+            &part,
+            &dest,
+            "Patient.1.ndjson",
+            Some("Patient"),
+            None,
+            false,
+        )
+        .unwrap();
         assert_eq!(s.resources, 2);
         assert_eq!(std::fs::read(&dest).unwrap(), body);
     }
@@ -253,12 +355,32 @@ mod tests {
         let part = dir.path().join("x.part");
         let dest = dir.path().join("Patient.1.ndjson");
         std::fs::write(&part, b"{\"resourceType\":\"Patient\"}\n").unwrap();
-        let e = store_verified(&part, &dest, "Patient.1.ndjson", Some("Patient"), Some(5), false).unwrap_err();
+        let e = store_verified(
+            &part,
+            &dest,
+            "Patient.1.ndjson",
+            Some("Patient"),
+            Some(5),
+            false,
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::Verify { line: 0, .. }), "{e}");
         assert!(!dest.exists());
         assert!(dir.path().join("Patient.1.ndjson.rejected").exists());
-        std::fs::write(&part, b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Group\"}\n").unwrap();
-        let e = store_verified(&part, &dest, "Patient.1.ndjson", Some("Patient"), None, true).unwrap_err();
+        std::fs::write(
+            &part,
+            b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Group\"}\n",
+        )
+        .unwrap();
+        let e = store_verified(
+            &part,
+            &dest,
+            "Patient.1.ndjson",
+            Some("Patient"),
+            None,
+            true,
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::Verify { line: 2, .. }), "{e}");
         assert!(!dir.path().join("Patient.1.ndjson.tmp").exists());
     }

@@ -18,7 +18,7 @@
 //!
 //! # Pipeline and concurrency
 //! Per file, a blocking task (ours) parses and validates the input and sends batches into a
-//! bounded channel (capacity [`CHANNEL_BATCHES`]); the receiving end is the stream given to
+//! bounded channel (capacity `CHANNEL_BATCHES`); the receiving end is the stream given to
 //! `write_stream`, whose blocking writer applies them. Parsing and SQLite writing thus run on
 //! two threads in parallel. The channel's bound is what keeps memory flat: a parser ahead of
 //! the writer waits in `blocking_send`. The store commits only when the parser says the file
@@ -50,7 +50,7 @@ pub use source::Format;
 pub const BATCH_WRITES: usize = 1000;
 
 /// Input bytes per batch at most, so files of very large resources also stay bounded.
-pub const BATCH_BYTES: usize = 8 << 20;
+pub const BATCH_BYTES: usize = 2 << 20;
 
 /// Batches buffered between the parser and the store's writer.
 const CHANNEL_BATCHES: usize = 2;

@@ -18,8 +18,8 @@ use fhir_bulk_store::{NewJob, NewUnit, PatientScope, UnitKind};
 
 /// What this server implements of the optional parameters (K5: the rest are unsupported).
 const SUPPORTED: Supported = Supported {
-    type_filter: false,
-    elements: false,
+    type_filter: true,
+    elements: true,
     include_associated_data: false,
     organize_output_by: false,
     allow_partial_manifests: false,

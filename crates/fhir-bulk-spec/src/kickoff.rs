@@ -6,7 +6,7 @@
 //! parameter is dropped and a warning is returned for the manifest's `error` file.
 //! Which optional parameters are implemented is the server's to say ([`Supported`]).
 
-use crate::{compartment, instant::Instant, resource_type::is_resource_type};
+use crate::{compartment, elements, instant::Instant, resource_type::is_resource_type, type_filter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -276,14 +276,24 @@ pub fn parse(
                     }
                 }
             }
-            "_typeFilter" if supported.type_filter => req.type_filters.push(value.clone()),
-            "_elements" if supported.elements => req.elements.extend(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|e| !e.is_empty())
-                    .map(str::to_string),
-            ),
+            "_typeFilter" if supported.type_filter => {
+                // P8e: one value may hold several queries; each is checked on its own, so
+                // lenient handling drops only the bad ones.
+                for text in type_filter::split_filter_list(value) {
+                    match type_filter::TypeFilter::parse(text) {
+                        Ok(_) => req.type_filters.push(text.to_string()),
+                        Err(e) => problem(name, e.to_string())?,
+                    }
+                }
+            }
+            "_elements" if supported.elements => {
+                for e in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                    match elements::check(e) {
+                        Ok(()) => req.elements.push(e.to_string()),
+                        Err(err) => problem(name, err.to_string())?,
+                    }
+                }
+            }
             "includeAssociatedData" if supported.include_associated_data => {
                 req.include_associated_data.extend(
                     value
@@ -471,6 +481,22 @@ mod tests {
         .unwrap();
         assert!(w.is_empty());
         assert_eq!(r.elements, vec!["id", "name"]);
+        // P8, P5: bad filters and elements are named; lenient keeps the good ones.
+        let e = parse(&q(&[("_typeFilter", "Observation?foo=1")]), &Level::System, false, Handling::Strict, s)
+            .unwrap_err();
+        assert!(e.message.contains("foo"), "{e}");
+        let e = parse(&q(&[("_elements", "Banana.x")]), &Level::System, false, Handling::Strict, s).unwrap_err();
+        assert!(e.message.contains("Banana.x"));
+        let (r, w) = parse(
+            &q(&[("_typeFilter", "Observation?status=final,Condition?nope=1,MedicationRequest?status=active,completed")]),
+            &Level::System,
+            false,
+            Handling::Lenient,
+            s,
+        )
+        .unwrap();
+        assert_eq!(r.type_filters, vec!["Observation?status=final", "MedicationRequest?status=active,completed"]);
+        assert_eq!(w.len(), 1);
     }
 
     /// P6: `patient` only in POST, never at system level; K8 value types from Parameters.

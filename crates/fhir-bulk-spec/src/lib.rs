@@ -13,11 +13,14 @@
 //! - [`outcome`]: `OperationOutcome`, the error body of every 4xx/5xx.
 //! - [`bundle`]: splitting Bundles into resources, resolving `urn:uuid:` references.
 //! - [`kickoff`]: `$export` kick-off parameters (GET query or POST `Parameters`).
+//! - [`type_filter`]: `_typeFilter` parsing and matching (P8).
+//! - [`elements`]: `_elements` subsetting (P5).
 //! - [`manifest`]: the completion manifest, written by the server and read leniently by the client.
 //! - [`progress`]: `X-Progress` and `Retry-After` as clients meet them in the wild.
 
 pub mod bundle;
 pub mod compartment;
+pub mod elements;
 mod generated;
 pub mod id;
 pub mod instant;
@@ -26,6 +29,7 @@ pub mod manifest;
 pub mod outcome;
 pub mod progress;
 pub mod resource_type;
+pub mod scope;
 pub mod type_filter;
 
 /// The FHIR `application/fhir+json` media type.

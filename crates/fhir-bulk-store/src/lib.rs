@@ -15,8 +15,10 @@
 //! - [`search`]: the small REST search (Patient/Group by `_id`, `identifier`, `name`).
 //! - [`export`]: what an export unit reads ([`ExportScan`]) and the chunks it gets back.
 //! - [`job`]: export jobs, units, leases and files.
+//! - [`client`]: registered SMART Backend Services clients.
 //! - [`sqlite`]: the embedded default backend.
 
+pub mod client;
 pub mod error;
 pub mod export;
 pub mod job;
@@ -24,6 +26,7 @@ pub mod resource;
 pub mod search;
 pub mod sqlite;
 
+pub use client::{Client, Credential, NewClient};
 pub use error::StoreError;
 pub use export::{ExportChunk, ExportScan, PatientScope};
 pub use job::{FileKind, Job, JobFile, JobStatus, NewJob, NewUnit, Unit, UnitKind};
@@ -156,4 +159,47 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drops superseded versions that no unfinished job's snapshot can still need.
     async fn prune_versions(&self) -> Result<u64>;
+
+    // ---- authorization ----
+
+    /// Registers a client. [`StoreError::Invalid`] if the tenant already has one with that id.
+    async fn create_client(&self, client: NewClient) -> Result<Client>;
+
+    /// A registered client.
+    async fn client(&self, tenant: &str, id: &str) -> Result<Option<Client>>;
+
+    /// The clients of a tenant, by id.
+    async fn clients(&self, tenant: &str) -> Result<Vec<Client>>;
+
+    /// Clients registered in all tenants (start-up tells when nobody can log in).
+    async fn client_count(&self) -> Result<u64>;
+
+    /// Replaces a client's credential (rotation); `None` if there is no such client.
+    async fn update_client_credential(
+        &self,
+        tenant: &str,
+        id: &str,
+        credential: Credential,
+    ) -> Result<Option<Client>>;
+
+    /// Removes a client. `false` if there was none. Its jobs stay until they expire.
+    async fn delete_client(&self, tenant: &str, id: &str) -> Result<bool>;
+
+    /// Records the `jti` of a client assertion until `expires_at` (J3). `true` if it is new,
+    /// `false` if it was already recorded and has not expired (a replay). Atomic across
+    /// nodes: of two concurrent calls with the same jti exactly one gets `true`.
+    async fn record_jti(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        jti: &str,
+        expires_at: Instant,
+    ) -> Result<bool>;
+
+    /// Forgets jtis that expired before `now`; returns how many.
+    async fn purge_jtis(&self, now: Instant) -> Result<u64>;
+
+    /// The server secret `name` of a tenant, created from `candidate` if it does not exist
+    /// yet. Every caller (every node) gets the same value: the first one stored wins.
+    async fn server_secret(&self, tenant: &str, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>>;
 }

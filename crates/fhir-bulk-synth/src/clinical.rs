@@ -698,7 +698,7 @@ impl HistoryWriter<'_> {
             let reaction = self.rng.gen_bool(0.6).then(|| {
                 [AllergyReaction {
                     manifestation: [*pick(self.rng, codes::REACTIONS)],
-                    severity: *pick(self.rng, &["mild", "moderate", "severe"]),
+                    severity: ["mild", "moderate", "severe"][self.rng.gen_range(0..3)],
                 }]
             });
             let resource = AllergyIntolerance {
@@ -946,7 +946,7 @@ impl HistoryWriter<'_> {
             )
         } else {
             (
-                (t + self.rng.gen_range(MINUTE..15 * MINUTE)) * 1000,
+                (t + self.rng.gen_range(MINUTE..15 * MINUTE)) * 1000 + self.rng.gen_range(0..1000),
                 self.directory.practitioner_ref(visit.practitioner),
             )
         };

@@ -94,7 +94,7 @@ impl Directory {
 
     /// Whether organization `o` is a hospital (else a practice).
     pub fn is_hospital(&self, o: u64) -> bool {
-        o % 4 == 0
+        o.is_multiple_of(4)
     }
 
     /// A uniformly chosen hospital.
@@ -253,7 +253,7 @@ impl Directory {
 fn npi(index: u64, leading: u64) -> String {
     const MODULUS: u64 = 1_000_000_000;
     // 3^18 is coprime to 10^9, so this permutes the residues.
-    let scrambled = (index % MODULUS * 387_420_489 + 12_345) % MODULUS;
+    let scrambled = (index % MODULUS * 387_420_489 + 604_718_293) % MODULUS;
     format!("{leading}{scrambled:09}")
 }
 

@@ -275,3 +275,128 @@ fn write_record(files: &mut NdjsonFiles, record: &PatientRecord) -> Result<(), S
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn population(patients: u64, seed: u64) -> Population {
+        Population::new(&SynthConfig { patients, seed }).unwrap()
+    }
+
+    fn json<T: serde::Serialize>(value: &T) -> Value {
+        serde_json::to_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_patient_record_depends_only_on_seed_and_index() {
+        let a = population(100, 5);
+        let b = population(100, 5);
+        // Generate in different orders: patient 42 must not notice.
+        for i in 0..42 {
+            a.patient(i);
+        }
+        let first = a.patient(42);
+        let second = b.patient(42);
+        assert_eq!(format!("{first:?}"), format!("{second:?}"));
+        assert_ne!(
+            json(&first.patient),
+            json(&population(100, 6).patient(42).patient)
+        );
+        assert_eq!(first.patient.id, a.patient_ref(42).id);
+    }
+
+    #[test]
+    fn a_record_is_chronological_and_points_into_itself() {
+        let population = population(300, 11);
+        for index in 0..300 {
+            let record = population.patient(index);
+            let patient = format!("Patient/{}", record.patient.id);
+            let encounters: Vec<Value> = record.encounters.iter().map(json).collect();
+            let starts: Vec<i64> = record
+                .encounters
+                .iter()
+                .map(|e| e.period.start.unix)
+                .collect();
+            assert!(
+                starts.windows(2).all(|w| w[0] <= w[1]),
+                "visits in time order"
+            );
+            let encounter_refs: Vec<String> = encounters
+                .iter()
+                .map(|e| format!("Encounter/{}", e["id"].as_str().unwrap()))
+                .collect();
+            for o in record.observations.iter().map(json) {
+                assert_eq!(o["subject"]["reference"], patient.as_str());
+                let encounter = o["encounter"]["reference"].as_str().unwrap();
+                assert!(encounter_refs.iter().any(|e| e == encounter));
+            }
+            for c in record.conditions.iter().map(json) {
+                assert_eq!(c["subject"]["reference"], patient.as_str());
+            }
+            assert_eq!(
+                record.len(),
+                1 + record.encounters.len()
+                    + record.observations.len()
+                    + record.conditions.len()
+                    + record.procedures.len()
+                    + record.medication_requests.len()
+                    + record.immunizations.len()
+                    + record.allergies.len()
+                    + record.reports.len()
+            );
+        }
+    }
+
+    #[test]
+    fn values_follow_the_patient() {
+        // Diabetics have higher HbA1c than others, and BMI agrees with weight and height.
+        let population = population(600, 3);
+        let (mut diabetic, mut other) = (Vec::new(), Vec::new());
+        for index in 0..600 {
+            let record = population.patient(index);
+            let is_diabetic = record
+                .conditions
+                .iter()
+                .any(|c| c.code.coding[0].code == codes::DIABETES.code);
+            for o in &record.observations {
+                let code = o.code.coding[0].code;
+                let Some(value) = o.value_quantity.map(|q| q.value.as_f64()) else {
+                    continue;
+                };
+                if code == codes::HBA1C.code {
+                    if is_diabetic {
+                        &mut diabetic
+                    } else {
+                        &mut other
+                    }
+                    .push(value);
+                }
+                if code == codes::BMI.code {
+                    let at = |wanted: &str| {
+                        record
+                            .observations
+                            .iter()
+                            .find(|p| {
+                                p.code.coding[0].code == wanted
+                                    && p.effective_date_time == o.effective_date_time
+                            })
+                            .and_then(|p| p.value_quantity)
+                            .map(|q| q.value.as_f64())
+                            .unwrap()
+                    };
+                    let (weight, height) =
+                        (at(codes::BODY_WEIGHT.code), at(codes::BODY_HEIGHT.code));
+                    let bmi = weight / (height / 100.0).powi(2);
+                    assert!((bmi - value).abs() < 0.06, "{bmi} vs {value}");
+                }
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        assert!(!diabetic.is_empty() && !other.is_empty());
+        // Those who are not diabetic but get HbA1c tests are mostly prediabetic (about 6%).
+        let (d, o) = (mean(&diabetic), mean(&other));
+        assert!(d > 7.0 && o < 6.5 && d > o + 1.0, "{d} vs {o}");
+    }
+}

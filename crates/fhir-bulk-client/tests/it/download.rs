@@ -23,7 +23,11 @@ async fn job(fhir: &Fhir, m: serde_json::Value) {
 async fn storm_of_429_and_5xx_while_downloading_cl5() {
     let fhir = Fhir::start().await;
     let body = ndjson("Observation", 7);
-    job(&fhir, manifest("r", &[("Observation", &fhir.url("/files/o1"), Some(7))])).await;
+    job(
+        &fhir,
+        manifest("r", &[("Observation", &fhir.url("/files/o1"), Some(7))]),
+    )
+    .await;
     for (n, status) in [(2, 429), (2, 500), (1, 503)] {
         Mock::given(method("GET"))
             .and(path("/files/o1"))
@@ -43,8 +47,16 @@ async fn storm_of_429_and_5xx_while_downloading_cl5() {
 #[tokio::test]
 async fn missing_file_fails_with_class_6() {
     let fhir = Fhir::start().await;
-    job(&fhir, manifest("r", &[("Observation", &fhir.url("/files/gone"), None)])).await;
-    Mock::given(method("GET")).and(path("/files/gone")).respond_with(ResponseTemplate::new(404)).mount(&fhir.server).await;
+    job(
+        &fhir,
+        manifest("r", &[("Observation", &fhir.url("/files/gone"), None)]),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/files/gone"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&fhir.server)
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let err = export(options(&fhir.base, dir.path())).await.0.unwrap_err();
     assert_eq!(err.exit_class(), ExitClass::Download);
@@ -62,15 +74,24 @@ struct Seen {
 /// A file server on raw TCP (wiremock cannot cut a body short): the first response announces
 /// the whole length but sends `cut` bytes and closes; later ones honour `Range` when
 /// `honour_range`, else send everything again with 200.
-async fn cutting_server(body: Vec<u8>, cut: usize, honour_range: bool) -> (String, Arc<Mutex<Vec<Seen>>>) {
+async fn cutting_server(
+    body: Vec<u8>,
+    cut: usize,
+    honour_range: bool,
+) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/data/Patient.ndjson", listener.local_addr().unwrap());
+    let url = format!(
+        "http://{}/data/Patient.ndjson",
+        listener.local_addr().unwrap()
+    );
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let log = seen.clone();
     tokio::spawn(async move {
         // Bounded: a test makes a handful of requests.
         for _ in 0..20 {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
             let mut head = Vec::new();
             let mut buf = [0u8; 4096];
             while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -81,10 +102,16 @@ async fn cutting_server(body: Vec<u8>, cut: usize, honour_range: bool) -> (Strin
             }
             let text = String::from_utf8_lossy(&head).to_string();
             let header = |name: &str| {
-                text.lines()
-                    .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+                text.lines().find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.trim().to_string())
+                })
             };
-            let request = Seen { range: header("range"), accept_encoding: header("accept-encoding") };
+            let request = Seen {
+                range: header("range"),
+                accept_encoding: header("accept-encoding"),
+            };
             let first = {
                 let mut log = log.lock().unwrap();
                 log.push(request.clone());
@@ -98,9 +125,11 @@ async fn cutting_server(body: Vec<u8>, cut: usize, honour_range: bool) -> (Strin
                 .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
             let (status, range_header, bytes) = match (first, start) {
                 (true, _) => ("200 OK", String::new(), &body[..cut]),
-                (false, Some(s)) if honour_range && s < len => {
-                    ("206 Partial Content", format!("Content-Range: bytes {s}-{}/{len}\r\n", len - 1), &body[s..])
-                }
+                (false, Some(s)) if honour_range && s < len => (
+                    "206 Partial Content",
+                    format!("Content-Range: bytes {s}-{}/{len}\r\n", len - 1),
+                    &body[s..],
+                ),
                 _ => ("200 OK", String::new(), &body[..]),
             };
             let announced = if first { len } else { bytes.len() };
@@ -128,12 +157,25 @@ async fn cut_off_download_resumes_with_range() {
     job(&fhir, m).await;
     let dir = tempfile::tempdir().unwrap();
     export(options(&fhir.base, dir.path())).await.0.unwrap();
-    assert_eq!(std::fs::read(dir.path().join("Patient.1.ndjson")).unwrap(), body);
+    assert_eq!(
+        std::fs::read(dir.path().join("Patient.1.ndjson")).unwrap(),
+        body
+    );
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0].range, None);
-    let resumed_at: usize = seen[1].range.as_deref().unwrap().trim_start_matches("bytes=").trim_end_matches('-').parse().unwrap();
-    assert!(resumed_at > 0 && resumed_at <= cut, "resumed at {resumed_at}, cut at {cut}");
+    let resumed_at: usize = seen[1]
+        .range
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap();
+    assert!(
+        resumed_at > 0 && resumed_at <= cut,
+        "resumed at {resumed_at}, cut at {cut}"
+    );
     assert_eq!(seen[1].accept_encoding.as_deref(), Some("identity"));
 }
 
@@ -148,7 +190,10 @@ async fn server_ignoring_range_restarts_the_file() {
     job(&fhir, m).await;
     let dir = tempfile::tempdir().unwrap();
     export(options(&fhir.base, dir.path())).await.0.unwrap();
-    assert_eq!(std::fs::read(dir.path().join("Patient.1.ndjson")).unwrap(), body);
+    assert_eq!(
+        std::fs::read(dir.path().join("Patient.1.ndjson")).unwrap(),
+        body
+    );
     assert_eq!(seen.lock().unwrap().len(), 2);
 }
 
@@ -160,15 +205,31 @@ async fn cross_origin_redirect_drops_authorization_cl5() {
     let storage = MockServer::start().await;
     let patients = ndjson("Patient", 2);
     let observations = ndjson("Observation", 3);
-    job(&fhir, manifest("r", &[("Patient", &fhir.url("/files/p1"), None), ("Observation", &fhir.url("/files/o1"), None)])).await;
+    job(
+        &fhir,
+        manifest(
+            "r",
+            &[
+                ("Patient", &fhir.url("/files/p1"), None),
+                ("Observation", &fhir.url("/files/o1"), None),
+            ],
+        ),
+    )
+    .await;
     Mock::given(method("GET"))
         .and(path("/files/p1"))
-        .respond_with(ResponseTemplate::new(307).insert_header("location", format!("{}/bucket/p1.ndjson?X-Amz-Signature=abc", storage.uri())))
+        .respond_with(ResponseTemplate::new(307).insert_header(
+            "location",
+            format!("{}/bucket/p1.ndjson?X-Amz-Signature=abc", storage.uri()),
+        ))
         .mount(&fhir.server)
         .await;
     Mock::given(method("GET"))
         .and(path("/bucket/p1.ndjson"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(patients.clone().into_bytes(), "application/fhir+ndjson"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(patients.clone().into_bytes(), "application/fhir+ndjson"),
+        )
         .mount(&storage)
         .await;
     Mock::given(method("GET"))
@@ -183,12 +244,21 @@ async fn cross_origin_redirect_drops_authorization_cl5() {
     export(o).await.0.unwrap();
     assert_eq!(read(dir.path(), "Patient.1.ndjson"), patients);
     assert_eq!(read(dir.path(), "Observation.1.ndjson"), observations);
-    assert_eq!(fhir.requests_to("/files/p1").await[0].headers["authorization"], "Bearer tok-A");
+    assert_eq!(
+        fhir.requests_to("/files/p1").await[0].headers["authorization"],
+        "Bearer tok-A"
+    );
     let at_storage = storage.received_requests().await.unwrap();
     assert_eq!(at_storage.len(), 1);
-    assert!(at_storage[0].headers.get("authorization").is_none(), "the token leaked to storage");
+    assert!(
+        at_storage[0].headers.get("authorization").is_none(),
+        "the token leaked to storage"
+    );
     // Same-origin redirect: the token still goes along.
-    assert_eq!(fhir.requests_to("/files/o1-moved").await[0].headers["authorization"], "Bearer tok-A");
+    assert_eq!(
+        fhir.requests_to("/files/o1-moved").await[0].headers["authorization"],
+        "Bearer tok-A"
+    );
 }
 
 /// F2: with `requiresAccessToken: false` no token is sent, even to the server itself.
@@ -204,8 +274,16 @@ async fn no_token_when_not_required_f2() {
     let mut o = options(&fhir.base, dir.path());
     o.auth.credentials = Credentials::Bearer(Secret::new("tok-A"));
     export(o).await.0.unwrap();
-    assert!(fhir.requests_to("/files/p1").await[0].headers.get("authorization").is_none());
-    assert_eq!(fhir.requests_to("/status/1").await[0].headers["authorization"], "Bearer tok-A");
+    assert!(
+        fhir.requests_to("/files/p1").await[0]
+            .headers
+            .get("authorization")
+            .is_none()
+    );
+    assert_eq!(
+        fhir.requests_to("/status/1").await[0].headers["authorization"],
+        "Bearer tok-A"
+    );
 }
 
 /// V2: a `Binary` resource served instead of the NDJSON is decoded; the request asked for
@@ -214,18 +292,28 @@ async fn no_token_when_not_required_f2() {
 async fn binary_resource_is_decoded_v2() {
     let fhir = Fhir::start().await;
     let body = ndjson("Condition", 3);
-    job(&fhir, manifest("r", &[("Condition", &fhir.url("/fhir/Binary/b1"), Some(3))])).await;
+    job(
+        &fhir,
+        manifest("r", &[("Condition", &fhir.url("/fhir/Binary/b1"), Some(3))]),
+    )
+    .await;
     let binary = json!({"resourceType": "Binary", "contentType": "application/fhir+ndjson",
         "data": base64::engine::general_purpose::STANDARD.encode(&body)});
     Mock::given(method("GET"))
         .and(path("/fhir/Binary/b1"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(serde_json::to_vec_pretty(&binary).unwrap(), "application/fhir+json"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            serde_json::to_vec_pretty(&binary).unwrap(),
+            "application/fhir+json",
+        ))
         .mount(&fhir.server)
         .await;
     let dir = tempfile::tempdir().unwrap();
     export(options(&fhir.base, dir.path())).await.0.unwrap();
     assert_eq!(read(dir.path(), "Condition.1.ndjson"), body);
-    assert_eq!(fhir.requests_to("/fhir/Binary/b1").await[0].headers["accept"], "application/fhir+ndjson");
+    assert_eq!(
+        fhir.requests_to("/fhir/Binary/b1").await[0].headers["accept"],
+        "application/fhir+ndjson"
+    );
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -239,23 +327,57 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 async fn gzip_transfer_and_gzip_storage_f4() {
     let fhir = Fhir::start().await;
     let body = ndjson("Encounter", 50);
-    job(&fhir, manifest("r", &[("Encounter", &fhir.url("/files/e1"), Some(50))])).await;
+    job(
+        &fhir,
+        manifest("r", &[("Encounter", &fhir.url("/files/e1"), Some(50))]),
+    )
+    .await;
     Mock::given(method("GET"))
         .and(path("/files/e1"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(gzip(body.as_bytes()), "application/fhir+ndjson").insert_header("content-encoding", "gzip"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(gzip(body.as_bytes()), "application/fhir+ndjson")
+                .insert_header("content-encoding", "gzip"),
+        )
         .mount(&fhir.server)
         .await;
     let dir = tempfile::tempdir().unwrap();
     export(options(&fhir.base, dir.path())).await.0.unwrap();
     assert_eq!(read(dir.path(), "Encounter.1.ndjson"), body);
+    assert!(
+        fhir.requests_to("/files/e1").await[0].headers["accept-encoding"]
+            .to_str()
+            .unwrap()
+            .contains("gzip")
+    );
 
+    // A second export of the same job, stored compressed.
+    fhir.server.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/files/e1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(gzip(body.as_bytes()), "application/fhir+ndjson")
+                .insert_header("content-encoding", "gzip"),
+        )
+        .mount(&fhir.server)
+        .await;
+    job(
+        &fhir,
+        manifest("r", &[("Encounter", &fhir.url("/files/e1"), Some(50))]),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let mut o = options(&fhir.base, dir.path());
     o.gzip = true;
     let summary = export(o).await.0.unwrap();
     let mut plain = String::new();
     use std::io::Read;
-    flate2::read::MultiGzDecoder::new(std::fs::File::open(dir.path().join("Encounter.1.ndjson.gz")).unwrap()).read_to_string(&mut plain).unwrap();
+    flate2::read::MultiGzDecoder::new(
+        std::fs::File::open(dir.path().join("Encounter.1.ndjson.gz")).unwrap(),
+    )
+    .read_to_string(&mut plain)
+    .unwrap();
     assert_eq!(plain, body);
     assert_eq!(summary.files[0].path, "Encounter.1.ndjson.gz");
 }
@@ -264,13 +386,24 @@ async fn gzip_transfer_and_gzip_storage_f4() {
 #[tokio::test]
 async fn wrong_resource_type_fails_verification_m4() {
     let fhir = Fhir::start().await;
-    job(&fhir, manifest("r", &[("Patient", &fhir.url("/files/p1"), None)])).await;
-    fhir.file("/files/p1", &format!("{}{}", ndjson("Patient", 1), ndjson("Observation", 1))).await;
+    job(
+        &fhir,
+        manifest("r", &[("Patient", &fhir.url("/files/p1"), None)]),
+    )
+    .await;
+    fhir.file(
+        "/files/p1",
+        &format!("{}{}", ndjson("Patient", 1), ndjson("Observation", 1)),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let err = export(options(&fhir.base, dir.path())).await.0.unwrap_err();
     assert_eq!(err.exit_class(), ExitClass::Download);
     let line = err.to_string();
-    assert!(line.contains("Patient.1.ndjson: line 2") && line.contains("Observation"), "{line}");
+    assert!(
+        line.contains("Patient.1.ndjson: line 2") && line.contains("Observation"),
+        "{line}"
+    );
     assert!(!dir.path().join("Patient.1.ndjson").exists());
 }
 
@@ -278,7 +411,11 @@ async fn wrong_resource_type_fails_verification_m4() {
 #[tokio::test]
 async fn wrong_count_fails_verification_m4() {
     let fhir = Fhir::start().await;
-    job(&fhir, manifest("r", &[("Patient", &fhir.url("/files/p1"), Some(4))])).await;
+    job(
+        &fhir,
+        manifest("r", &[("Patient", &fhir.url("/files/p1"), Some(4))]),
+    )
+    .await;
     fhir.file("/files/p1", &ndjson("Patient", 3)).await;
     let dir = tempfile::tempdir().unwrap();
     let err = export(options(&fhir.base, dir.path())).await.0.unwrap_err();
@@ -303,6 +440,16 @@ async fn error_and_deleted_files_m5_m6() {
     let summary = export(options(&fhir.base, dir.path())).await.0.unwrap();
     assert!(dir.path().join("error/OperationOutcome.1.ndjson").exists());
     assert!(dir.path().join("deleted/Bundle.1.ndjson").exists());
-    assert_eq!(summary.error_messages, vec!["_elements ignored".to_string()]);
-    assert_eq!((summary.resources, summary.deleted_resources, summary.error_resources), (2, 1, 1));
+    assert_eq!(
+        summary.error_messages,
+        vec!["_elements ignored".to_string()]
+    );
+    assert_eq!(
+        (
+            summary.resources,
+            summary.deleted_resources,
+            summary.error_resources
+        ),
+        (2, 1, 1)
+    );
 }

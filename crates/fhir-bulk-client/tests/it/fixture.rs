@@ -77,7 +77,10 @@ impl Fhir {
     pub async fn file(&self, file_path: &str, body: &str) {
         Mock::given(method("GET"))
             .and(path(file_path))
-            .respond_with(ResponseTemplate::new(200).set_body_raw(body.as_bytes().to_vec(), "application/fhir+ndjson"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_raw(body.as_bytes().to_vec(), "application/fhir+ndjson"),
+            )
             .mount(&self.server)
             .await;
     }
@@ -91,9 +94,24 @@ impl Fhir {
             .await;
     }
 
-    /// The requests this server got for `p`.
+    /// The requests this server got for `p`, any method.
     pub async fn requests_to(&self, p: &str) -> Vec<wiremock::Request> {
-        self.server.received_requests().await.unwrap().into_iter().filter(|r| r.url.path() == p).collect()
+        self.server
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.url.path() == p)
+            .collect()
+    }
+
+    /// The GET requests this server got for `p` (polls, without the final DELETE).
+    pub async fn gets_to(&self, p: &str) -> Vec<wiremock::Request> {
+        self.requests_to(p)
+            .await
+            .into_iter()
+            .filter(|r| r.method.as_str() == "GET")
+            .collect()
     }
 }
 
@@ -152,7 +170,10 @@ pub async fn simple_export(fhir: &Fhir) -> (String, String) {
     fhir.kickoff(&fhir.url("/status/1")).await;
     let m = manifest(
         &fhir.url("/fhir/$export"),
-        &[("Patient", &fhir.url("/files/p1"), Some(3)), ("Observation", &fhir.url("/files/o1"), Some(5))],
+        &[
+            ("Patient", &fhir.url("/files/p1"), Some(3)),
+            ("Observation", &fhir.url("/files/o1"), Some(5)),
+        ],
     );
     fhir.complete("/status/1", &m).await;
     fhir.file("/files/p1", &patients).await;
@@ -183,7 +204,12 @@ pub struct TokenIssuer {
 }
 
 impl TokenIssuer {
-    pub fn new(tokens: Vec<&'static str>, client_id: &str, token_url: &str, public_jwk: Option<Value>) -> Arc<TokenIssuer> {
+    pub fn new(
+        tokens: Vec<&'static str>,
+        client_id: &str,
+        token_url: &str,
+        public_jwk: Option<Value>,
+    ) -> Arc<TokenIssuer> {
         Arc::new(TokenIssuer {
             tokens,
             public_jwk,
@@ -200,10 +226,17 @@ impl TokenIssuer {
         self.calls.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn check_assertion(&self, form: &std::collections::HashMap<String, String>) -> Result<(), String> {
+    fn check_assertion(
+        &self,
+        form: &std::collections::HashMap<String, String>,
+    ) -> Result<(), String> {
         use jsonwebtoken::{DecodingKey, Validation, decode, decode_header, jwk::Jwk};
-        let Some(jwk) = &self.public_jwk else { return Ok(()) };
-        if form.get("client_assertion_type").map(String::as_str) != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+        let Some(jwk) = &self.public_jwk else {
+            return Ok(());
+        };
+        if form.get("client_assertion_type").map(String::as_str)
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        {
             return Err("bad client_assertion_type".into());
         }
         let jwt = form.get("client_assertion").ok_or("no client_assertion")?;
@@ -211,12 +244,15 @@ impl TokenIssuer {
         if header.typ.as_deref() != Some("JWT") || header.kid.as_deref() != jwk["kid"].as_str() {
             return Err(format!("bad header {header:?}"));
         }
-        let key = DecodingKey::from_jwk(&serde_json::from_value::<Jwk>(jwk.clone()).unwrap()).map_err(|e| e.to_string())?;
+        let key = DecodingKey::from_jwk(&serde_json::from_value::<Jwk>(jwk.clone()).unwrap())
+            .map_err(|e| e.to_string())?;
         let mut validation = Validation::new(header.alg);
         validation.set_audience(&[&self.token_url]);
         validation.set_issuer(&[&self.client_id]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        let claims = decode::<Value>(jwt, &key, &validation).map_err(|e| e.to_string())?.claims;
+        let claims = decode::<Value>(jwt, &key, &validation)
+            .map_err(|e| e.to_string())?
+            .claims;
         if claims["sub"] != json!(self.client_id) {
             return Err("sub != client_id".into());
         }
@@ -241,17 +277,26 @@ pub struct IssuerHandle(pub Arc<TokenIssuer>);
 impl wiremock::Respond for IssuerHandle {
     fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
         let me = &self.0;
-        let form: std::collections::HashMap<String, String> = url::form_urlencoded::parse(&request.body).into_owned().collect();
+        let form: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(&request.body)
+                .into_owned()
+                .collect();
         if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-            return ResponseTemplate::new(400).set_body_json(json!({"error": "unsupported_grant_type"}));
+            return ResponseTemplate::new(400)
+                .set_body_json(json!({"error": "unsupported_grant_type"}));
         }
         if let Err(why) = me.check_assertion(&form) {
-            return ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client", "error_description": why}));
+            return ResponseTemplate::new(401)
+                .set_body_json(json!({"error": "invalid_client", "error_description": why}));
         }
-        me.scopes.lock().unwrap().push(form.get("scope").cloned().unwrap_or_default());
+        me.scopes
+            .lock()
+            .unwrap()
+            .push(form.get("scope").cloned().unwrap_or_default());
         let n = me.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let token = me.tokens[n.min(me.tokens.len() - 1)];
-        let mut body = json!({"access_token": token, "token_type": "Bearer", "scope": form.get("scope")});
+        let mut body =
+            json!({"access_token": token, "token_type": "Bearer", "scope": form.get("scope")});
         if let Some(e) = me.expires_in {
             body["expires_in"] = json!(e);
         }
@@ -262,7 +307,10 @@ impl wiremock::Respond for IssuerHandle {
 /// Serves `.well-known/smart-configuration` under `fhir.base` pointing at `token_url`.
 pub async fn smart_configuration(fhir: &Fhir, token_url: &str) {
     Mock::given(method("GET"))
-        .and(path(format!("{}/.well-known/smart-configuration", fhir.base.path())))
+        .and(path(format!(
+            "{}/.well-known/smart-configuration",
+            fhir.base.path()
+        )))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "token_endpoint": token_url,
             "grant_types_supported": ["client_credentials"],

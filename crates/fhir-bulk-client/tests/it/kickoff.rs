@@ -19,18 +19,36 @@ async fn system_export_end_to_end() {
     let kick = &fhir.requests_to("/fhir/$export").await[0];
     assert_eq!(kick.headers["accept"], "application/fhir+json");
     assert_eq!(kick.headers["prefer"], "respond-async");
-    assert_eq!(kick.url.query(), Some("_outputFormat=application%2Ffhir%2Bndjson"));
-    assert_eq!(fhir.requests_to("/status/1").await[0].headers["accept"], "application/json");
+    assert_eq!(
+        kick.url.query(),
+        Some("_outputFormat=application%2Ffhir%2Bndjson")
+    );
+    assert_eq!(
+        fhir.requests_to("/status/1").await[0].headers["accept"],
+        "application/json"
+    );
     let file = &fhir.requests_to("/files/p1").await[0];
     assert_eq!(file.headers["accept"], "application/fhir+ndjson");
-    assert!(file.headers["accept-encoding"].to_str().unwrap().contains("gzip"));
+    assert!(
+        file.headers["accept-encoding"]
+            .to_str()
+            .unwrap()
+            .contains("gzip")
+    );
 
     assert_eq!(read(dir.path(), "Patient.1.ndjson"), patients);
     assert_eq!(read(dir.path(), "Observation.1.ndjson"), observations);
     assert_eq!(summary.resources, 8);
     assert_eq!(summary.types["Patient"].resources, 3);
     assert!(summary.job_deleted);
-    let deletes: Vec<_> = fhir.server.received_requests().await.unwrap().into_iter().filter(|r| r.method.as_str() == "DELETE").collect();
+    let deletes: Vec<_> = fhir
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .collect();
     assert_eq!(deletes.len(), 1);
     let saved: Value = serde_json::from_str(&read(dir.path(), "manifest.json")).unwrap();
     assert_eq!(saved["output"].as_array().unwrap().len(), 2);
@@ -49,7 +67,14 @@ async fn keep_skips_the_delete() {
     o.keep = true;
     let summary = export(o).await.0.unwrap();
     assert!(!summary.job_deleted);
-    assert!(fhir.server.received_requests().await.unwrap().iter().all(|r| r.method.as_str() != "DELETE"));
+    assert!(
+        fhir.server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.method.as_str() != "DELETE")
+    );
 }
 
 /// K8, P6, K5: `patient` forces POST with a `Parameters` body; lenient goes in `Prefer`.
@@ -58,12 +83,21 @@ async fn patient_export_posts_parameters_k8() {
     let fhir = Fhir::start().await;
     Mock::given(method("POST"))
         .and(path("/fhir/Group/g1/$export"))
-        .respond_with(ResponseTemplate::new(202).insert_header("content-location", fhir.url("/status/9")))
+        .respond_with(
+            ResponseTemplate::new(202).insert_header("content-location", fhir.url("/status/9")),
+        )
         .expect(1)
         .mount(&fhir.server)
         .await;
     let body = ndjson("Patient", 2);
-    fhir.complete("/status/9", &manifest(&fhir.url("/fhir/Group/g1/$export"), &[("Patient", &fhir.url("/f/1"), Some(2))])).await;
+    fhir.complete(
+        "/status/9",
+        &manifest(
+            &fhir.url("/fhir/Group/g1/$export"),
+            &[("Patient", &fhir.url("/f/1"), Some(2))],
+        ),
+    )
+    .await;
     fhir.file("/f/1", &body).await;
     fhir.accept_delete("/status/9").await;
     let dir = tempfile::tempdir().unwrap();
@@ -71,7 +105,9 @@ async fn patient_export_posts_parameters_k8() {
     o.request.level = Level::Group("g1".into());
     o.request.patients = vec!["p1".into()];
     o.request.types = vec!["Patient".into()];
-    o.request.since = Some(fhir_bulk_client::Since::At("2024-01-01T00:00:00+02:00".into()));
+    o.request.since = Some(fhir_bulk_client::Since::At(
+        "2024-01-01T00:00:00+02:00".into(),
+    ));
     o.request.lenient = true;
     export(o).await.0.unwrap();
     let req = &fhir.requests_to("/fhir/Group/g1/$export").await[0];
@@ -80,9 +116,13 @@ async fn patient_export_posts_parameters_k8() {
     let sent: Value = req.body_json().unwrap();
     assert_eq!(sent["resourceType"], "Parameters");
     let params = sent["parameter"].as_array().unwrap();
-    assert!(params.contains(&json!({"name":"_outputFormat","valueString":"application/fhir+ndjson"})));
+    assert!(
+        params.contains(&json!({"name":"_outputFormat","valueString":"application/fhir+ndjson"}))
+    );
     assert!(params.contains(&json!({"name":"_since","valueInstant":"2024-01-01T00:00:00+02:00"})));
-    assert!(params.contains(&json!({"name":"patient","valueReference":{"reference":"Patient/p1"}})));
+    assert!(
+        params.contains(&json!({"name":"patient","valueReference":{"reference":"Patient/p1"}}))
+    );
     assert_eq!(read(dir.path(), "Patient.1.ndjson"), body);
 }
 
@@ -101,7 +141,10 @@ async fn rejected_kickoff_shows_diagnostics_kr2() {
     let err = export(options(&fhir.base, dir.path())).await.0.unwrap_err();
     assert_eq!(err.exit_class(), ExitClass::Rejected);
     let line = err.to_string();
-    assert!(line.contains("HTTP 400") && line.contains("_type 'Foo' is not supported"), "{line}");
+    assert!(
+        line.contains("HTTP 400") && line.contains("_type 'Foo' is not supported"),
+        "{line}"
+    );
     assert!(!line.contains('\n'));
 }
 

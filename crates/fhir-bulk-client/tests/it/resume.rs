@@ -15,11 +15,21 @@ async fn killed_mid_download_then_rerun_completes_identically() {
     let fhir = Fhir::start().await;
     let patients = ndjson("Patient", 3);
     let observations = ndjson("Observation", 40);
-    let m = manifest("r", &[("Patient", &fhir.url("/files/p1"), Some(3)), ("Observation", &fhir.url("/files/o1"), Some(40))]);
+    let m = manifest(
+        "r",
+        &[
+            ("Patient", &fhir.url("/files/p1"), Some(3)),
+            ("Observation", &fhir.url("/files/o1"), Some(40)),
+        ],
+    );
     fhir.kickoff(&fhir.url("/status/1")).await;
     fhir.complete("/status/1", &m).await;
     fhir.file("/files/p1", &patients).await;
-    Mock::given(method("GET")).and(path("/files/o1")).respond_with(ResponseTemplate::new(503)).mount(&fhir.server).await;
+    Mock::given(method("GET"))
+        .and(path("/files/o1"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&fhir.server)
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let mut o = options(&fhir.base, dir.path());
     o.timings.max_retries = 2;
@@ -36,8 +46,19 @@ async fn killed_mid_download_then_rerun_completes_identically() {
     let (result, _) = export(o).await;
     let summary = result.unwrap();
     assert!(summary.resumed);
-    let paths: Vec<String> = fhir.server.received_requests().await.unwrap().iter().map(|r| r.url.path().to_string()).collect();
-    assert_eq!(paths, ["/files/o1", "/status/1"], "only the missing file and the final DELETE");
+    let paths: Vec<String> = fhir
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.path().to_string())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/files/o1", "/status/1"],
+        "only the missing file and the final DELETE"
+    );
     assert_eq!(read(dir.path(), "Patient.1.ndjson"), patients);
     assert_eq!(read(dir.path(), "Observation.1.ndjson"), observations);
     assert_eq!(summary.resources, 43);
@@ -49,12 +70,22 @@ async fn killed_mid_download_then_rerun_completes_identically() {
     simple_export_same(&fhir, &patients, &observations).await;
     export(options(&fhir.base, clean.path())).await.0.unwrap();
     for f in ["Patient.1.ndjson", "Observation.1.ndjson"] {
-        assert_eq!(std::fs::read(dir.path().join(f)).unwrap(), std::fs::read(clean.path().join(f)).unwrap(), "{f}");
+        assert_eq!(
+            std::fs::read(dir.path().join(f)).unwrap(),
+            std::fs::read(clean.path().join(f)).unwrap(),
+            "{f}"
+        );
     }
 }
 
 async fn simple_export_same(fhir: &Fhir, patients: &str, observations: &str) {
-    let m = manifest("r", &[("Patient", &fhir.url("/files/p1"), Some(3)), ("Observation", &fhir.url("/files/o1"), Some(40))]);
+    let m = manifest(
+        "r",
+        &[
+            ("Patient", &fhir.url("/files/p1"), Some(3)),
+            ("Observation", &fhir.url("/files/o1"), Some(40)),
+        ],
+    );
     fhir.kickoff(&fhir.url("/status/1")).await;
     fhir.complete("/status/1", &m).await;
     fhir.file("/files/p1", patients).await;
@@ -68,7 +99,11 @@ async fn simple_export_same(fhir: &Fhir, patients: &str, observations: &str) {
 async fn interrupted_while_polling_continues_the_same_job() {
     let fhir = Fhir::start().await;
     fhir.kickoff(&fhir.url("/status/1")).await;
-    Mock::given(method("GET")).and(path("/status/1")).respond_with(ResponseTemplate::new(202)).mount(&fhir.server).await;
+    Mock::given(method("GET"))
+        .and(path("/status/1"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&fhir.server)
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let mut o = options(&fhir.base, dir.path());
     o.timings.timeout = Duration::from_millis(200);
@@ -77,8 +112,17 @@ async fn interrupted_while_polling_continues_the_same_job() {
 
     fhir.server.reset().await;
     let body = ndjson("Patient", 2);
-    Mock::given(method("GET")).and(path("/fhir/$export")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&fhir.server).await;
-    fhir.complete("/status/1", &manifest("r", &[("Patient", &fhir.url("/f/1"), None)])).await;
+    Mock::given(method("GET"))
+        .and(path("/fhir/$export"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&fhir.server)
+        .await;
+    fhir.complete(
+        "/status/1",
+        &manifest("r", &[("Patient", &fhir.url("/f/1"), None)]),
+    )
+    .await;
     fhir.file("/f/1", &body).await;
     fhir.accept_delete("/status/1").await;
     o.timings.timeout = Duration::from_secs(20);
@@ -92,7 +136,11 @@ async fn interrupted_while_polling_continues_the_same_job() {
 async fn unfinished_export_of_another_request_is_refused() {
     let fhir = Fhir::start().await;
     fhir.kickoff(&fhir.url("/status/1")).await;
-    Mock::given(method("GET")).and(path("/status/1")).respond_with(ResponseTemplate::new(202)).mount(&fhir.server).await;
+    Mock::given(method("GET"))
+        .and(path("/status/1"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&fhir.server)
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let mut o = options(&fhir.base, dir.path());
     o.timings.timeout = Duration::from_millis(100);
@@ -113,17 +161,29 @@ async fn since_auto_uses_the_last_transaction_time_cl6() {
     let mut o = options(&fhir.base, dir.path());
     o.request.since = Some(Since::Auto);
     export(o.clone()).await.0.unwrap();
-    assert!(!fhir.requests_to("/fhir/$export").await[0].url.query().unwrap().contains("_since"));
+    assert!(
+        !fhir.requests_to("/fhir/$export").await[0]
+            .url
+            .query()
+            .unwrap()
+            .contains("_since")
+    );
 
     fhir.server.reset().await;
     Mock::given(method("GET"))
         .and(path("/fhir/$export"))
         .and(query_param("_since", "2024-05-01T12:00:00.000Z"))
-        .respond_with(ResponseTemplate::new(202).insert_header("content-location", fhir.url("/status/2")))
+        .respond_with(
+            ResponseTemplate::new(202).insert_header("content-location", fhir.url("/status/2")),
+        )
         .expect(1)
         .mount(&fhir.server)
         .await;
-    fhir.complete("/status/2", &manifest("r", &[("Patient", &fhir.url("/files/p2"), None)])).await;
+    fhir.complete(
+        "/status/2",
+        &manifest("r", &[("Patient", &fhir.url("/files/p2"), None)]),
+    )
+    .await;
     fhir.file("/files/p2", &ndjson("Patient", 1)).await;
     fhir.accept_delete("/status/2").await;
     let summary = export(o).await.0.unwrap();
@@ -139,8 +199,16 @@ async fn since_auto_uses_the_last_transaction_time_cl6() {
 async fn failed_run_does_not_advance_since_cl6() {
     let fhir = Fhir::start().await;
     fhir.kickoff(&fhir.url("/status/1")).await;
-    fhir.complete("/status/1", &manifest("r", &[("Patient", &fhir.url("/files/p1"), None)])).await;
-    Mock::given(method("GET")).and(path("/files/p1")).respond_with(ResponseTemplate::new(404)).mount(&fhir.server).await;
+    fhir.complete(
+        "/status/1",
+        &manifest("r", &[("Patient", &fhir.url("/files/p1"), None)]),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/files/p1"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&fhir.server)
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let mut o = options(&fhir.base, dir.path());
     o.request.since = Some(Since::Auto);

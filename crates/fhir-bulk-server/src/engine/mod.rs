@@ -13,6 +13,7 @@
 mod params;
 mod purge;
 mod roller;
+mod transform;
 mod unit;
 
 pub use params::JobParams;

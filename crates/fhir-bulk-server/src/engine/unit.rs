@@ -1,6 +1,6 @@
 //! Running one unit: scan, write files, heartbeat, commit or abandon.
 
-use super::{JobParams, Shared, roller::Roller};
+use super::{JobParams, Shared, roller::Roller, transform::Transform};
 use fhir_bulk_spec::outcome::{Severity, outcome};
 use fhir_bulk_store::{ExportScan, FileKind, Job, JobFile, Unit, UnitKind};
 use futures::StreamExt;
@@ -193,12 +193,26 @@ async fn write_unit(
     };
     match unit.kind {
         UnitKind::Output => {
+            let transform = Transform::for_type(
+                &params.request.type_filters,
+                &params.request.elements,
+                &unit.resource_type,
+            )
+            .map_err(Stop::Failed)?;
             let mut chunks = shared.store.export(scan, shared.config.chunk_bytes);
+            let mut kept = Vec::new();
             while let Some(chunk) = chunks.next().await {
                 check(shared, lost)?;
                 let chunk = chunk
                     .map_err(|e| Stop::Failed(format!("reading {}: {e}", unit.resource_type)))?;
-                roller.write(&chunk.bytes, chunk.count).await.map_err(io)?;
+                match &transform {
+                    None => roller.write(&chunk.bytes, chunk.count).await.map_err(io)?,
+                    Some(t) => {
+                        kept.clear();
+                        let n = t.apply(&chunk.bytes, &mut kept).map_err(Stop::Failed)?;
+                        roller.write(&kept, n).await.map_err(io)?;
+                    }
+                }
                 written.fetch_add(chunk.count, Ordering::Relaxed);
             }
         }

@@ -89,7 +89,9 @@ async fn parameter_errors_name_parameter_and_value() {
     .await;
     assert_outcome(get(&s, "$export?color=blue").await, 400, "'color'").await;
     // Parameters of a later stage are unsupported under strict handling (K5).
-    assert_outcome(get(&s, "$export?_elements=id").await, 400, "_elements").await;
+    assert_outcome(get(&s, "$export?organizeOutputBy=Patient").await, 400, "organizeOutputBy").await;
+    assert_outcome(get(&s, "$export?_elements=Observation.code.coding").await, 400, "Observation.code.coding").await;
+    assert_outcome(get(&s, "$export?_typeFilter=Observation%3Ffoo%3D1").await, 400, "no search parameter 'foo'").await;
     assert_outcome(
         get(&s, "Patient/$export?_type=Practitioner").await,
         400,
@@ -175,7 +177,7 @@ async fn lenient_ignores_with_warnings() {
     let s = TestServer::start().await;
     s.load_synthea().await;
     let r = http()
-        .get(s.url("$export?_type=Device,Banana&color=blue&_elements=id"))
+        .get(s.url("$export?_type=Device,Banana&color=blue&organizeOutputBy=Patient"))
         .header("Accept", "application/fhir+json")
         .header("Prefer", "respond-async, handling=lenient")
         .send()
@@ -200,5 +202,5 @@ async fn lenient_ignores_with_warnings() {
         "one OperationOutcome per ignored parameter: {text}"
     );
     assert!(lines.iter().all(|l| l["issue"][0]["severity"] == "warning"));
-    assert!(text.contains("Banana") && text.contains("color") && text.contains("_elements"));
+    assert!(text.contains("Banana") && text.contains("color") && text.contains("organizeOutputBy"));
 }

@@ -5,4 +5,5 @@ mod export;
 mod harness;
 mod ingest;
 mod kickoff;
+mod parameters;
 mod rest;

@@ -5,10 +5,16 @@ use crate::{Result, StoreError};
 use rusqlite::Connection;
 
 /// Migrations in order; the schema version is the number applied.
-pub(crate) const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init.sql",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        "0002_auth.sql",
+        include_str!("../../migrations/sqlite/0002_auth.sql"),
+    ),
+];
 
 /// Applies the migrations the database has not seen, each in its own transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -7,6 +7,7 @@
 //! pool of connections; in WAL mode they never block the writer nor wait for it, and each
 //! read transaction sees one committed snapshot.
 
+mod clients;
 mod jobs;
 mod migrate;
 mod scan;
@@ -14,8 +15,9 @@ mod search;
 mod write;
 
 use crate::{
-    ExportChunk, ExportScan, Job, JobFile, NewJob, Result, SearchPage, SearchQuery, Store,
-    StoreError, StoredResource, Unit, Write, WriteResult, WriteSummary,
+    Client, Credential, ExportChunk, ExportScan, Job, JobFile, NewClient, NewJob, Result,
+    SearchPage, SearchQuery, Store, StoreError, StoredResource, Unit, Write, WriteResult,
+    WriteSummary,
 };
 use async_trait::async_trait;
 use fhir_bulk_spec::instant::Instant;
@@ -411,6 +413,70 @@ impl Store for SqliteStore {
     async fn prune_versions(&self) -> Result<u64> {
         self.pool
             .write(move |tx, _| write::prune_versions(tx))
+            .await
+    }
+    async fn create_client(&self, client: NewClient) -> Result<Client> {
+        self.pool
+            .write(move |tx, ts| clients::create(tx, client, ts))
+            .await
+    }
+
+    async fn client(&self, tenant: &str, id: &str) -> Result<Option<Client>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.pool.read(move |c| clients::get(c, &tenant, &id)).await
+    }
+
+    async fn clients(&self, tenant: &str) -> Result<Vec<Client>> {
+        let tenant = tenant.to_string();
+        self.pool.read(move |c| clients::list(c, &tenant)).await
+    }
+
+    async fn client_count(&self) -> Result<u64> {
+        self.pool.read(clients::count).await
+    }
+
+    async fn update_client_credential(
+        &self,
+        tenant: &str,
+        id: &str,
+        credential: Credential,
+    ) -> Result<Option<Client>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.pool
+            .write(move |tx, ts| clients::update_credential(tx, &tenant, &id, &credential, ts))
+            .await
+    }
+
+    async fn delete_client(&self, tenant: &str, id: &str) -> Result<bool> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.pool
+            .write(move |tx, _| clients::delete(tx, &tenant, &id))
+            .await
+    }
+
+    async fn record_jti(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        jti: &str,
+        expires_at: Instant,
+    ) -> Result<bool> {
+        let (tenant, client_id, jti) = (tenant.to_string(), client_id.to_string(), jti.to_string());
+        self.pool
+            .write(move |tx, _| clients::record_jti(tx, &tenant, &client_id, &jti, expires_at))
+            .await
+    }
+
+    async fn purge_jtis(&self, now: Instant) -> Result<u64> {
+        self.pool
+            .write(move |tx, _| clients::purge_jtis(tx, now))
+            .await
+    }
+
+    async fn server_secret(&self, tenant: &str, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.pool
+            .write(move |tx, ts| clients::server_secret(tx, &tenant, &name, &candidate, ts))
             .await
     }
 }

@@ -35,7 +35,10 @@ impl Dataset {
     pub fn resources(&self, kind: &str) -> Vec<Value> {
         let bytes = &self.files[&format!("{kind}.ndjson")];
         let text = std::str::from_utf8(bytes).expect("UTF-8");
-        assert!(text.is_empty() || text.ends_with('\n'), "{kind}: last line ends with \\n");
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "{kind}: last line ends with \\n"
+        );
         text.lines()
             .map(|line| {
                 assert!(!line.contains('\r'), "{kind}: no CR");
@@ -104,5 +107,7 @@ pub fn codings(concept: &Value) -> Vec<(&str, &str)> {
 /// FHIR `id` syntax.
 pub fn is_valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }

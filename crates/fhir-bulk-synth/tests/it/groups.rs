@@ -20,7 +20,9 @@ fn members(group: &Value) -> Vec<(String, bool)> {
         .iter()
         .map(|m| {
             let reference = m["entity"]["reference"].as_str().unwrap();
-            let id = reference.strip_prefix("Patient/").expect("members are patients");
+            let id = reference
+                .strip_prefix("Patient/")
+                .expect("members are patients");
             (id.to_owned(), m.get("inactive") == Some(&Value::Bool(true)))
         })
         .collect()
@@ -36,9 +38,16 @@ fn groups_are_actual_person_groups_with_matching_quantity() {
     for (id, group) in &groups {
         assert_eq!(group["type"], "person", "{id}");
         assert_eq!(group["actual"], true, "{id}");
-        assert!(group["name"].as_str().is_some_and(|n| !n.is_empty()), "{id}");
+        assert!(
+            group["name"].as_str().is_some_and(|n| !n.is_empty()),
+            "{id}"
+        );
         let members = members(group);
-        assert_eq!(group["quantity"].as_u64(), Some(members.len() as u64), "{id}");
+        assert_eq!(
+            group["quantity"].as_u64(),
+            Some(members.len() as u64),
+            "{id}"
+        );
         let unique: HashSet<_> = members.iter().map(|(p, _)| p).collect();
         assert_eq!(unique.len(), members.len(), "{id}: no duplicate members");
     }
@@ -53,17 +62,34 @@ fn group_sizes_are_all_ten_percent_and_small() {
         .collect();
     let groups = groups();
 
-    let all: HashSet<String> = members(&groups["all-patients"]).into_iter().map(|m| m.0).collect();
-    assert_eq!(all, patients, "the all-patients Group lists exactly every patient");
+    let all: HashSet<String> = members(&groups["all-patients"])
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(
+        all, patients,
+        "the all-patients Group lists exactly every patient"
+    );
 
     let cohort = members(&groups["cohort-10pct"]);
     assert_eq!(cohort.len() as u64, PATIENTS / 10);
     assert!(cohort.iter().all(|(p, _)| patients.contains(p)));
     let inactive = cohort.iter().filter(|(_, inactive)| *inactive).count();
-    assert!(inactive >= 1 && inactive * 10 <= cohort.len(), "a few inactive: {inactive}");
+    assert!(
+        inactive >= 1 && inactive * 10 <= cohort.len(),
+        "a few inactive: {inactive}"
+    );
 
     let small = members(&groups["small-sample"]);
     assert_eq!(small.len(), 10);
-    assert!(small.iter().all(|(p, inactive)| patients.contains(p) && !inactive));
-    assert!(members(&groups["all-patients"]).iter().all(|(_, inactive)| !inactive));
+    assert!(
+        small
+            .iter()
+            .all(|(p, inactive)| patients.contains(p) && !inactive)
+    );
+    assert!(
+        members(&groups["all-patients"])
+            .iter()
+            .all(|(_, inactive)| !inactive)
+    );
 }

@@ -82,129 +82,10 @@ pub struct Args {
     )]
     group: Option<String>,
 
-    /// Resource types to export (_type); comma-separated or repeated.
-    #[arg(
-        long = "type",
-        env = "FHIR_BULK_TYPE",
-        value_delimiter = ',',
-        value_name = "TYPE",
-        help_heading = "Kick-off"
-    )]
-    types: Vec<String>,
-    /// Only resources changed after this FHIR instant (_since), or `auto` for the
-    /// transactionTime of the last complete run into DIR for the same server, level and types.
-    #[arg(
-        long,
-        env = "FHIR_BULK_SINCE",
-        value_name = "INSTANT|auto",
-        help_heading = "Kick-off"
-    )]
-    since: Option<String>,
-    /// Only resources changed before this FHIR instant (_until, STU3).
-    #[arg(
-        long,
-        env = "FHIR_BULK_UNTIL",
-        value_name = "INSTANT",
-        help_heading = "Kick-off"
-    )]
-    until: Option<String>,
-    /// A _typeFilter search query, e.g. 'Observation?category=laboratory'; repeat for more.
-    #[arg(
-        long,
-        env = "FHIR_BULK_TYPE_FILTER",
-        value_name = "QUERY",
-        help_heading = "Kick-off"
-    )]
-    type_filter: Vec<String>,
-    /// Elements to keep (_elements); comma-separated or repeated.
-    #[arg(
-        long,
-        env = "FHIR_BULK_ELEMENTS",
-        value_delimiter = ',',
-        value_name = "ELEMENT",
-        help_heading = "Kick-off"
-    )]
-    elements: Vec<String>,
-    /// Patient ids to export (patient; implies --post); comma-separated or repeated.
-    #[arg(
-        long,
-        env = "FHIR_BULK_PATIENT",
-        value_delimiter = ',',
-        value_name = "ID",
-        help_heading = "Kick-off"
-    )]
-    patient: Vec<String>,
-    /// Send the kick-off as POST with a Parameters body.
-    #[arg(long, env = "FHIR_BULK_POST", help_heading = "Kick-off")]
-    post: bool,
-    /// Ask the server to ignore unsupported parameters (Prefer: handling=lenient).
-    #[arg(long, env = "FHIR_BULK_LENIENT", help_heading = "Kick-off")]
-    lenient: bool,
-
-    /// Registered client_id (SMART Backend Services).
-    #[arg(
-        long,
-        env = "FHIR_BULK_CLIENT_ID",
-        value_name = "ID",
-        help_heading = "Auth"
-    )]
-    client_id: Option<String>,
-    /// Private key file: PEM (PKCS#8), JWK or JWKS; RSA signs RS384, P-384 signs ES384.
-    #[arg(
-        long,
-        env = "FHIR_BULK_KEY",
-        value_name = "FILE",
-        help_heading = "Auth"
-    )]
-    key: Option<PathBuf>,
-    /// The key id for the JWT header (default: the JWK's kid, else the key's RFC 7638 thumbprint).
-    #[arg(long, env = "FHIR_BULK_KID", value_name = "KID", help_heading = "Auth")]
-    kid: Option<String>,
-    /// JWKS URL to put in the JWT's jku header (must be the registered one).
-    #[arg(long, env = "FHIR_BULK_JKU", value_name = "URL", help_heading = "Auth")]
-    jku: Option<String>,
-    /// File holding the client secret (else the FHIR_BULK_CLIENT_SECRET variable).
-    #[arg(
-        long,
-        env = "FHIR_BULK_SECRET_FILE",
-        value_name = "FILE",
-        help_heading = "Auth"
-    )]
-    secret_file: Option<PathBuf>,
-    /// How to send the client secret.
-    #[arg(
-        long,
-        env = "FHIR_BULK_SECRET_METHOD",
-        value_enum,
-        default_value = "basic",
-        help_heading = "Auth"
-    )]
-    secret_method: SecretMethodArg,
-    /// Scopes to request, as given (default system/*.rs, falling back to system/*.read).
-    #[arg(
-        long,
-        env = "FHIR_BULK_SCOPE",
-        value_name = "SCOPES",
-        help_heading = "Auth"
-    )]
-    scope: Option<String>,
-    /// Token endpoint (default: discovered from .well-known/smart-configuration).
-    #[arg(
-        long,
-        env = "FHIR_BULK_TOKEN_URL",
-        value_name = "URL",
-        help_heading = "Auth"
-    )]
-    token_url: Option<String>,
-    /// A ready access token (never renewed).
-    #[arg(
-        long,
-        env = "FHIR_BULK_BEARER",
-        hide_env_values = true,
-        value_name = "TOKEN",
-        help_heading = "Auth"
-    )]
-    bearer: Option<String>,
+    #[command(flatten)]
+    kickoff: Box<KickoffArgs>,
+    #[command(flatten)]
+    auth: Box<AuthArgs>,
 
     /// Output directory.
     #[arg(long, env = "FHIR_BULK_OUT", value_name = "DIR")]
@@ -232,6 +113,140 @@ pub struct Args {
     /// Log every request (method, URL, status; never credentials).
     #[arg(long, short, env = "FHIR_BULK_VERBOSE")]
     verbose: bool,
+}
+
+/// Kick-off parameters (§2). Boxed in [`Args`] to keep the subcommand enum small.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Kick-off")]
+pub struct KickoffArgs {
+    /// Resource types to export (_type); comma-separated or repeated.
+    #[arg(
+        long = "type",
+        env = "FHIR_BULK_TYPE",
+        value_delimiter = ',',
+        value_name = "TYPE",
+        help_heading = "Kick-off"
+    )]
+    pub types: Vec<String>,
+    /// Only resources changed after this FHIR instant (_since), or `auto` for the
+    /// transactionTime of the last complete run into DIR for the same server, level and types.
+    #[arg(
+        long,
+        env = "FHIR_BULK_SINCE",
+        value_name = "INSTANT|auto",
+        help_heading = "Kick-off"
+    )]
+    pub since: Option<String>,
+    /// Only resources changed before this FHIR instant (_until, STU3).
+    #[arg(
+        long,
+        env = "FHIR_BULK_UNTIL",
+        value_name = "INSTANT",
+        help_heading = "Kick-off"
+    )]
+    pub until: Option<String>,
+    /// A _typeFilter search query, e.g. 'Observation?category=laboratory'; repeat for more.
+    #[arg(
+        long,
+        env = "FHIR_BULK_TYPE_FILTER",
+        value_name = "QUERY",
+        help_heading = "Kick-off"
+    )]
+    pub type_filter: Vec<String>,
+    /// Elements to keep (_elements); comma-separated or repeated.
+    #[arg(
+        long,
+        env = "FHIR_BULK_ELEMENTS",
+        value_delimiter = ',',
+        value_name = "ELEMENT",
+        help_heading = "Kick-off"
+    )]
+    pub elements: Vec<String>,
+    /// Patient ids to export (patient; implies --post); comma-separated or repeated.
+    #[arg(
+        long,
+        env = "FHIR_BULK_PATIENT",
+        value_delimiter = ',',
+        value_name = "ID",
+        help_heading = "Kick-off"
+    )]
+    pub patient: Vec<String>,
+    /// Send the kick-off as POST with a Parameters body.
+    #[arg(long, env = "FHIR_BULK_POST")]
+    pub post: bool,
+    /// Ask the server to ignore unsupported parameters (Prefer: handling=lenient).
+    #[arg(long, env = "FHIR_BULK_LENIENT")]
+    pub lenient: bool,
+}
+
+/// Auth flags (§13–§15).
+#[derive(clap::Args)]
+#[command(next_help_heading = "Auth")]
+pub struct AuthArgs {
+    /// Registered client_id (SMART Backend Services).
+    #[arg(
+        long,
+        env = "FHIR_BULK_CLIENT_ID",
+        value_name = "ID",
+        help_heading = "Auth"
+    )]
+    pub client_id: Option<String>,
+    /// Private key file: PEM (PKCS#8), JWK or JWKS; RSA signs RS384, P-384 signs ES384.
+    #[arg(
+        long,
+        env = "FHIR_BULK_KEY",
+        value_name = "FILE",
+        help_heading = "Auth"
+    )]
+    pub key: Option<PathBuf>,
+    /// The key id for the JWT header (default: the JWK's kid, else the key's RFC 7638 thumbprint).
+    #[arg(long, env = "FHIR_BULK_KID", value_name = "KID")]
+    pub kid: Option<String>,
+    /// JWKS URL to put in the JWT's jku header (must be the registered one).
+    #[arg(long, env = "FHIR_BULK_JKU", value_name = "URL")]
+    pub jku: Option<String>,
+    /// File holding the client secret (else the FHIR_BULK_CLIENT_SECRET variable).
+    #[arg(
+        long,
+        env = "FHIR_BULK_SECRET_FILE",
+        value_name = "FILE",
+        help_heading = "Auth"
+    )]
+    pub secret_file: Option<PathBuf>,
+    /// How to send the client secret.
+    #[arg(
+        long,
+        env = "FHIR_BULK_SECRET_METHOD",
+        value_enum,
+        default_value = "basic",
+        help_heading = "Auth"
+    )]
+    pub secret_method: SecretMethodArg,
+    /// Scopes to request, as given (default system/*.rs, falling back to system/*.read).
+    #[arg(
+        long,
+        env = "FHIR_BULK_SCOPE",
+        value_name = "SCOPES",
+        help_heading = "Auth"
+    )]
+    pub scope: Option<String>,
+    /// Token endpoint (default: discovered from .well-known/smart-configuration).
+    #[arg(
+        long,
+        env = "FHIR_BULK_TOKEN_URL",
+        value_name = "URL",
+        help_heading = "Auth"
+    )]
+    pub token_url: Option<String>,
+    /// A ready access token (never renewed).
+    #[arg(
+        long,
+        env = "FHIR_BULK_BEARER",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        help_heading = "Auth"
+    )]
+    pub bearer: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -266,6 +281,7 @@ fn usage(message: impl Into<String>) -> Error {
 
 /// Turns the flags into library options; no network.
 fn options(args: Args) -> Result<ExportOptions, Error> {
+    let (k, a) = (*args.kickoff, *args.auth);
     let base_url = Url::parse(&args.base_url)
         .map_err(|e| usage(format!("BASE_URL '{}': {e}", args.base_url)))?;
     let level = match (&args.group, args.patient_level) {
@@ -273,7 +289,7 @@ fn options(args: Args) -> Result<ExportOptions, Error> {
         (None, true) => Level::Patient,
         (None, false) => Level::System,
     };
-    let since = args.since.map(|s| {
+    let since = k.since.map(|s| {
         if s.eq_ignore_ascii_case("auto") {
             Since::Auto
         } else {
@@ -282,35 +298,35 @@ fn options(args: Args) -> Result<ExportOptions, Error> {
     });
     let request = ExportRequest {
         level,
-        types: args
+        types: k
             .types
             .into_iter()
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
             .collect(),
         since,
-        until: args.until,
-        type_filters: args.type_filter,
-        elements: args
+        until: k.until,
+        type_filters: k.type_filter,
+        elements: k
             .elements
             .into_iter()
             .map(|e| e.trim().to_string())
             .filter(|e| !e.is_empty())
             .collect(),
-        patients: args
+        patients: k
             .patient
             .into_iter()
             .map(|p| p.trim().to_string())
             .filter(|p| !p.is_empty())
             .collect(),
-        post: args.post,
-        lenient: args.lenient,
+        post: k.post,
+        lenient: k.lenient,
     };
 
     let env_secret = std::env::var("FHIR_BULK_CLIENT_SECRET")
         .ok()
         .filter(|s| !s.is_empty());
-    let credentials = match (args.bearer, args.client_id, args.key, args.secret_file) {
+    let credentials = match (a.bearer, a.client_id, a.key, a.secret_file) {
         (Some(_), Some(_), _, _) | (Some(_), _, Some(_), _) | (Some(_), _, _, Some(_)) => {
             return Err(usage(
                 "--bearer cannot be combined with --client-id, --key or --secret-file",
@@ -321,9 +337,9 @@ fn options(args: Args) -> Result<ExportOptions, Error> {
             return Err(usage("give --key or --secret-file, not both"));
         }
         (None, Some(client_id), Some(key), None) => Credentials::PrivateKey {
-            key: SigningKey::from_file(&key, args.kid.as_deref())?,
+            key: SigningKey::from_file(&key, a.kid.as_deref())?,
             client_id,
-            jku: args.jku,
+            jku: a.jku,
         },
         (None, Some(client_id), None, secret_file) => {
             let secret = match secret_file {
@@ -335,7 +351,7 @@ fn options(args: Args) -> Result<ExportOptions, Error> {
                     usage("--client-id needs --key, --secret-file or FHIR_BULK_CLIENT_SECRET")
                 })?,
             };
-            let method = match args.secret_method {
+            let method = match a.secret_method {
                 SecretMethodArg::Basic => SecretMethod::Basic,
                 SecretMethodArg::Post => SecretMethod::Post,
             };
@@ -350,7 +366,7 @@ fn options(args: Args) -> Result<ExportOptions, Error> {
         }
         (None, None, None, None) => Credentials::None,
     };
-    let token_url = args
+    let token_url = a
         .token_url
         .map(|u| Url::parse(&u).map_err(|e| usage(format!("--token-url '{u}': {e}"))))
         .transpose()?;
@@ -372,7 +388,7 @@ fn options(args: Args) -> Result<ExportOptions, Error> {
     options.request = request;
     options.auth = AuthOptions {
         credentials,
-        scope: args.scope,
+        scope: a.scope,
         token_url,
     };
     options.parallel = args.parallel;

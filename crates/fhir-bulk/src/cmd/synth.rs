@@ -74,7 +74,7 @@ fn print_summary(summary: &SynthSummary, patients: u64, out: &std::path::Path, e
         HumanBytes(summary.bytes).to_string()
     );
     println!(
-        "wrote {total} resources for {patients} patients to {} in {seconds:.1} s ({:.0} resources/s)",
+        "wrote {total} resources for {patients} patients to {} in {seconds:.2} s ({:.0} resources/s)",
         out.display(),
         total as f64 / seconds.max(1e-9)
     );

@@ -1,0 +1,305 @@
+//! Registered clients, the assertion replay cache, and server secrets (migration 0002).
+
+use crate::{Client, Credential, NewClient, Result, StoreError};
+use fhir_bulk_spec::instant::Instant;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+const CLIENT_COLUMNS: &str =
+    "tenant, id, name, scopes, jwks, jwks_url, secret_hash, created_at, updated_at";
+
+fn client_from_row(r: &Row<'_>) -> rusqlite::Result<Client> {
+    let jwks: Option<String> = r.get(4)?;
+    let jwks_url: Option<String> = r.get(5)?;
+    let secret_hash: Option<String> = r.get(6)?;
+    // The CHECK constraint makes exactly one of them set.
+    let credential = match (jwks, jwks_url, secret_hash) {
+        (Some(j), _, _) => Credential::Jwks(j),
+        (_, Some(u), _) => Credential::JwksUrl(u),
+        (_, _, Some(h)) => Credential::SecretHash(h),
+        (None, None, None) => Credential::Jwks(String::from("{\"keys\":[]}")),
+    };
+    Ok(Client {
+        tenant: r.get(0)?,
+        id: r.get(1)?,
+        name: r.get(2)?,
+        scopes: r.get(3)?,
+        credential,
+        created_at: Instant(r.get(7)?),
+        updated_at: Instant(r.get(8)?),
+    })
+}
+
+/// The three credential columns for a credential.
+fn columns(c: &Credential) -> (Option<&str>, Option<&str>, Option<&str>) {
+    match c {
+        Credential::Jwks(j) => (Some(j), None, None),
+        Credential::JwksUrl(u) => (None, Some(u), None),
+        Credential::SecretHash(h) => (None, None, Some(h)),
+    }
+}
+
+pub(super) fn create(tx: &Transaction<'_>, c: NewClient, ts: Instant) -> Result<Client> {
+    let (jwks, url, hash) = columns(&c.credential);
+    let inserted = tx.execute(
+        &format!(
+            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+             ON CONFLICT (tenant, id) DO NOTHING"
+        ),
+        params![c.tenant, c.id, c.name, c.scopes, jwks, url, hash, ts.0],
+    )?;
+    if inserted == 0 {
+        return Err(StoreError::Invalid(format!(
+            "a client '{}' is already registered in tenant '{}'; rotate or remove it instead",
+            c.id, c.tenant
+        )));
+    }
+    get(tx, &c.tenant, &c.id)?
+        .ok_or_else(|| StoreError::Database("client vanished after insert".into()))
+}
+
+pub(super) fn get(c: &Connection, tenant: &str, id: &str) -> Result<Option<Client>> {
+    Ok(c.query_row(
+        &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE tenant = ?1 AND id = ?2"),
+        params![tenant, id],
+        client_from_row,
+    )
+    .optional()?)
+}
+
+pub(super) fn list(c: &Connection, tenant: &str) -> Result<Vec<Client>> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {CLIENT_COLUMNS} FROM clients WHERE tenant = ?1 ORDER BY id"
+    ))?;
+    let rows = st.query_map(params![tenant], client_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn count(c: &Connection) -> Result<u64> {
+    let n: i64 = c.query_row("SELECT count(*) FROM clients", [], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+pub(super) fn update_credential(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    id: &str,
+    credential: &Credential,
+    ts: Instant,
+) -> Result<Option<Client>> {
+    let (jwks, url, hash) = columns(credential);
+    let n = tx.execute(
+        "UPDATE clients SET jwks = ?3, jwks_url = ?4, secret_hash = ?5, updated_at = ?6
+         WHERE tenant = ?1 AND id = ?2",
+        params![tenant, id, jwks, url, hash, ts.0],
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    get(tx, tenant, id)
+}
+
+pub(super) fn delete(tx: &Transaction<'_>, tenant: &str, id: &str) -> Result<bool> {
+    let n = tx.execute(
+        "DELETE FROM clients WHERE tenant = ?1 AND id = ?2",
+        params![tenant, id],
+    )?;
+    tx.execute(
+        "DELETE FROM assertion_jtis WHERE tenant = ?1 AND client_id = ?2",
+        params![tenant, id],
+    )?;
+    Ok(n > 0)
+}
+
+/// Inserts the jti unless a live row has it. An expired row with the same jti is replaced:
+/// the assertion it belonged to can no longer be accepted, so the jti is free again.
+pub(super) fn record_jti(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    client_id: &str,
+    jti: &str,
+    expires_at: Instant,
+) -> Result<bool> {
+    let now = Instant::now().0;
+    tx.execute(
+        "DELETE FROM assertion_jtis WHERE tenant = ?1 AND client_id = ?2 AND jti = ?3 AND expires_at < ?4",
+        params![tenant, client_id, jti, now],
+    )?;
+    let inserted = tx.execute(
+        "INSERT INTO assertion_jtis (tenant, client_id, jti, expires_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant, client_id, jti) DO NOTHING",
+        params![tenant, client_id, jti, expires_at.0],
+    )?;
+    Ok(inserted == 1)
+}
+
+pub(super) fn purge_jtis(tx: &Transaction<'_>, now: Instant) -> Result<u64> {
+    let n = tx.execute(
+        "DELETE FROM assertion_jtis WHERE expires_at < ?1",
+        params![now.0],
+    )?;
+    Ok(n as u64)
+}
+
+pub(super) fn server_secret(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    name: &str,
+    candidate: &[u8],
+    ts: Instant,
+) -> Result<Vec<u8>> {
+    tx.execute(
+        "INSERT INTO server_secrets (tenant, name, value, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant, name) DO NOTHING",
+        params![tenant, name, candidate, ts.0],
+    )?;
+    Ok(tx.query_row(
+        "SELECT value FROM server_secrets WHERE tenant = ?1 AND name = ?2",
+        params![tenant, name],
+        |r| r.get(0),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sqlite::SqliteStore;
+    use crate::{Credential, NewClient, Store, StoreError};
+    use fhir_bulk_spec::instant::Instant;
+
+    async fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (
+            SqliteStore::open(dir.path().join("db.sqlite"))
+                .await
+                .unwrap(),
+            dir,
+        )
+    }
+
+    fn new(tenant: &str, id: &str, credential: Credential) -> NewClient {
+        NewClient {
+            tenant: tenant.into(),
+            id: id.into(),
+            name: format!("{id} name"),
+            scopes: "system/*.rs".into(),
+            credential,
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_are_per_tenant_and_unique() {
+        let (s, _d) = store().await;
+        let c = s
+            .create_client(new(
+                "default",
+                "a",
+                Credential::JwksUrl("https://x/jwks".into()),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(c.credential, Credential::JwksUrl("https://x/jwks".into()));
+        assert_eq!(c.created_at, c.updated_at);
+        let dup = s
+            .create_client(new("default", "a", Credential::SecretHash("h".into())))
+            .await;
+        assert!(matches!(dup, Err(StoreError::Invalid(m)) if m.contains("already registered")));
+        s.create_client(new("other", "a", Credential::SecretHash("h".into())))
+            .await
+            .unwrap();
+        s.create_client(new(
+            "default",
+            "b",
+            Credential::Jwks("{\"keys\":[]}".into()),
+        ))
+        .await
+        .unwrap();
+        let ids: Vec<String> = s
+            .clients("default")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(s.client_count().await.unwrap(), 3);
+        assert_eq!(
+            s.client("other", "a").await.unwrap().unwrap().credential,
+            Credential::SecretHash("h".into())
+        );
+        assert!(s.client("other", "b").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn rotate_and_remove() {
+        let (s, _d) = store().await;
+        s.create_client(new("default", "a", Credential::SecretHash("old".into())))
+            .await
+            .unwrap();
+        let c = s
+            .update_client_credential("default", "a", Credential::Jwks("{\"keys\":[]}".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.credential.kind(), "jwks");
+        assert!(c.updated_at.0 > c.created_at.0);
+        assert!(
+            s.update_client_credential("default", "nope", Credential::SecretHash("x".into()))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(s.delete_client("default", "a").await.unwrap());
+        assert!(!s.delete_client("default", "a").await.unwrap());
+        assert!(s.client("default", "a").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn jti_replay_cache() {
+        let (s, _d) = store().await;
+        let later = Instant::now().plus_seconds(300);
+        assert!(s.record_jti("default", "a", "j1", later).await.unwrap());
+        assert!(
+            !s.record_jti("default", "a", "j1", later).await.unwrap(),
+            "replay"
+        );
+        // Per client and per tenant.
+        assert!(s.record_jti("default", "b", "j1", later).await.unwrap());
+        assert!(s.record_jti("t2", "a", "j1", later).await.unwrap());
+        // An expired entry no longer blocks, and is purged.
+        let past = Instant::now().plus_seconds(-10);
+        assert!(s.record_jti("default", "a", "old", past).await.unwrap());
+        assert!(s.record_jti("default", "a", "old", later).await.unwrap());
+        assert!(s.record_jti("default", "a", "gone", past).await.unwrap());
+        assert_eq!(s.purge_jtis(Instant::now()).await.unwrap(), 1);
+        assert!(
+            !s.record_jti("default", "a", "j1", later).await.unwrap(),
+            "live entries survive the purge"
+        );
+    }
+
+    #[tokio::test]
+    async fn jti_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let later = Instant::now().plus_seconds(300);
+        let s = SqliteStore::open(&path).await.unwrap();
+        assert!(s.record_jti("default", "a", "j", later).await.unwrap());
+        drop(s);
+        let s = SqliteStore::open(&path).await.unwrap();
+        assert!(!s.record_jti("default", "a", "j", later).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn server_secret_is_created_once() {
+        let (s, _d) = store().await;
+        let first = s
+            .server_secret("default", "k", vec![1, 2, 3])
+            .await
+            .unwrap();
+        assert_eq!(first, [1, 2, 3]);
+        assert_eq!(
+            s.server_secret("default", "k", vec![9]).await.unwrap(),
+            [1, 2, 3]
+        );
+        assert_eq!(s.server_secret("other", "k", vec![9]).await.unwrap(), [9]);
+    }
+}
