@@ -12,7 +12,7 @@
 //! Every resource's id is `(patient index, ordinal within its type)`, numbered in the order
 //! written, so ids and references come out of the same counter and always resolve.
 
-use crate::calendar::{DAY, Instant};
+use crate::calendar::{DAY, Instant, civil_from_days, unix_seconds};
 use crate::codes::{self, Disorder, LabPanel, Measure, Medication, ProcedureCode, VisitKind};
 use crate::directory::Directory;
 use crate::draw::{SynthRng, gauss, pick};
@@ -136,7 +136,7 @@ impl HistoryWriter<'_> {
         // Leave room after the last visit for a hospital stay and its results.
         let last_start = (end - 8 * DAY).max(start + 1);
         // How much of their care this record holds: most patients are seen here now and
-        // then, a few (the chronically ill, young children) much more often.
+        // then, a few much more often (a long tail of heavy records, as in real EHRs).
         let engagement = *pick(self.rng, &[0.5, 0.5, 0.7, 1.0, 1.0, 1.5, 2.5]);
         let mut plan = Vec::new();
 
@@ -157,7 +157,7 @@ impl HistoryWriter<'_> {
             .count();
         for _ in 0..acute_visits {
             let t = self.rng.gen_range(start..last_start);
-            let covid_era = t >= crate::calendar::unix_seconds(2020, 3, 1);
+            let covid_era = t >= unix_seconds(2020, 3, 1);
             let disorder = if covid_era && self.rng.gen_bool(0.15) {
                 &codes::COVID19
             } else {
@@ -644,7 +644,7 @@ impl HistoryWriter<'_> {
         if old_enough_for_flu && self.rng.gen_bool(0.55) {
             given.push(codes::FLU);
         }
-        let year = crate::calendar::civil_from_days(visit.start.div_euclid(DAY)).0;
+        let year = civil_from_days(visit.start.div_euclid(DAY)).0;
         let due: Vec<codes::Vaccine> = codes::VACCINES
             .iter()
             .copied()

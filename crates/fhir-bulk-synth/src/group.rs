@@ -102,8 +102,9 @@ impl Membership {
             GroupKind::Sample => format!("Small sample ({quantity} patients)"),
         };
         // Groups are maintained to the end of the data set: updated in December 2025.
-        let last_updated =
-            RECORD_END * 1000 - 1 - (mix64(self.seed ^ group as u64) % (30 * 86_400_000)) as i64;
+        let day_millis = 86_400_000;
+        let before_end = mix64(self.seed ^ mix64(group as u64 + 1)) % (30 * day_millis);
+        let last_updated = RECORD_END * 1000 - 1 - before_end as i64;
         Group {
             id: group.id(),
             meta: Meta {

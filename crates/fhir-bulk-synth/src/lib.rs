@@ -10,7 +10,7 @@
 //! # Guarantees
 //! - **Deterministic.** The same `patients` and `seed` give byte-identical files. Each
 //!   patient draws from its own random stream (seed, patient index), so output does not
-//!   depend on generation order ([`draw`] explains the streams).
+//!   depend on generation order (the `draw` module explains the streams).
 //! - **Closed.** Every reference is relative (`Type/id`) and resolves to a resource in the
 //!   output: ids are computed from `(seed, type, owner, ordinal)` ([`ResourceId`]), never
 //!   remembered.

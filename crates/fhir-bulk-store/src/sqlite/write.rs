@@ -24,7 +24,6 @@ struct Existing {
     version: i64,
     last_updated: i64,
     deleted: bool,
-    json: Option<Vec<u8>>,
 }
 
 impl<'a, 'c> Batch<'a, 'c> {
@@ -59,7 +58,7 @@ impl<'a, 'c> Batch<'a, 'c> {
     fn existing(&self, rt: &str, id: &str) -> Result<Option<Existing>> {
         self.tx
             .prepare_cached(
-                "SELECT version, last_updated, deleted, json FROM resources
+                "SELECT version, last_updated, deleted FROM resources
                  WHERE tenant = ?1 AND type = ?2 AND id = ?3",
             )?
             .query_row(params![self.tenant, rt, id], |r| {
@@ -67,35 +66,27 @@ impl<'a, 'c> Batch<'a, 'c> {
                     version: r.get(0)?,
                     last_updated: r.get(1)?,
                     deleted: r.get::<_, i64>(2)? != 0,
-                    json: r.get(3)?,
                 })
             })
             .optional()
             .map_err(Into::into)
     }
 
-    /// Keeps the live version being replaced if a running export's snapshot may need it.
+    /// Keeps the live version being replaced if a running export's snapshot may need it
+    /// (copied inside SQLite: the JSON never leaves the database).
     fn keep_version(&self, rt: &str, id: &str, old: &Existing) -> Result<()> {
-        let (Some(upto), false, Some(json)) = (self.keep_versions_upto, old.deleted, &old.json)
-        else {
+        let Some(upto) = self.keep_versions_upto else {
             return Ok(());
         };
-        if old.last_updated <= upto {
+        if !old.deleted && old.last_updated <= upto {
             self.tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO resource_versions
                      (tenant, type, id, version, last_updated, superseded_at, json)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     SELECT tenant, type, id, version, last_updated, ?4, json FROM resources
+                     WHERE tenant = ?1 AND type = ?2 AND id = ?3",
                 )?
-                .execute(params![
-                    self.tenant,
-                    rt,
-                    id,
-                    old.version,
-                    old.last_updated,
-                    self.ts.0,
-                    json
-                ])?;
+                .execute(params![self.tenant, rt, id, self.ts.0])?;
         }
         Ok(())
     }

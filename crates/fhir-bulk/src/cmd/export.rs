@@ -118,7 +118,7 @@ pub struct Args {
 /// Kick-off parameters (§2). Boxed in [`Args`] to keep the subcommand enum small.
 #[derive(clap::Args)]
 #[command(next_help_heading = "Kick-off")]
-pub struct KickoffArgs {
+struct KickoffArgs {
     /// Resource types to export (_type); comma-separated or repeated.
     #[arg(
         long = "type",
@@ -127,7 +127,7 @@ pub struct KickoffArgs {
         value_name = "TYPE",
         help_heading = "Kick-off"
     )]
-    pub types: Vec<String>,
+    types: Vec<String>,
     /// Only resources changed after this FHIR instant (_since), or `auto` for the
     /// transactionTime of the last complete run into DIR for the same server, level and types.
     #[arg(
@@ -136,7 +136,7 @@ pub struct KickoffArgs {
         value_name = "INSTANT|auto",
         help_heading = "Kick-off"
     )]
-    pub since: Option<String>,
+    since: Option<String>,
     /// Only resources changed before this FHIR instant (_until, STU3).
     #[arg(
         long,
@@ -144,7 +144,7 @@ pub struct KickoffArgs {
         value_name = "INSTANT",
         help_heading = "Kick-off"
     )]
-    pub until: Option<String>,
+    until: Option<String>,
     /// A _typeFilter search query, e.g. 'Observation?category=laboratory'; repeat for more.
     #[arg(
         long,
@@ -152,7 +152,7 @@ pub struct KickoffArgs {
         value_name = "QUERY",
         help_heading = "Kick-off"
     )]
-    pub type_filter: Vec<String>,
+    type_filter: Vec<String>,
     /// Elements to keep (_elements); comma-separated or repeated.
     #[arg(
         long,
@@ -161,7 +161,7 @@ pub struct KickoffArgs {
         value_name = "ELEMENT",
         help_heading = "Kick-off"
     )]
-    pub elements: Vec<String>,
+    elements: Vec<String>,
     /// Patient ids to export (patient; implies --post); comma-separated or repeated.
     #[arg(
         long,
@@ -170,19 +170,19 @@ pub struct KickoffArgs {
         value_name = "ID",
         help_heading = "Kick-off"
     )]
-    pub patient: Vec<String>,
+    patient: Vec<String>,
     /// Send the kick-off as POST with a Parameters body.
     #[arg(long, env = "FHIR_BULK_POST")]
-    pub post: bool,
+    post: bool,
     /// Ask the server to ignore unsupported parameters (Prefer: handling=lenient).
     #[arg(long, env = "FHIR_BULK_LENIENT")]
-    pub lenient: bool,
+    lenient: bool,
 }
 
 /// Auth flags (§13–§15).
 #[derive(clap::Args)]
 #[command(next_help_heading = "Auth")]
-pub struct AuthArgs {
+struct AuthArgs {
     /// Registered client_id (SMART Backend Services).
     #[arg(
         long,
@@ -190,7 +190,7 @@ pub struct AuthArgs {
         value_name = "ID",
         help_heading = "Auth"
     )]
-    pub client_id: Option<String>,
+    client_id: Option<String>,
     /// Private key file: PEM (PKCS#8), JWK or JWKS; RSA signs RS384, P-384 signs ES384.
     #[arg(
         long,
@@ -198,13 +198,13 @@ pub struct AuthArgs {
         value_name = "FILE",
         help_heading = "Auth"
     )]
-    pub key: Option<PathBuf>,
+    key: Option<PathBuf>,
     /// The key id for the JWT header (default: the JWK's kid, else the key's RFC 7638 thumbprint).
     #[arg(long, env = "FHIR_BULK_KID", value_name = "KID")]
-    pub kid: Option<String>,
+    kid: Option<String>,
     /// JWKS URL to put in the JWT's jku header (must be the registered one).
     #[arg(long, env = "FHIR_BULK_JKU", value_name = "URL")]
-    pub jku: Option<String>,
+    jku: Option<String>,
     /// File holding the client secret (else the FHIR_BULK_CLIENT_SECRET variable).
     #[arg(
         long,
@@ -212,7 +212,7 @@ pub struct AuthArgs {
         value_name = "FILE",
         help_heading = "Auth"
     )]
-    pub secret_file: Option<PathBuf>,
+    secret_file: Option<PathBuf>,
     /// How to send the client secret.
     #[arg(
         long,
@@ -221,7 +221,7 @@ pub struct AuthArgs {
         default_value = "basic",
         help_heading = "Auth"
     )]
-    pub secret_method: SecretMethodArg,
+    secret_method: SecretMethodArg,
     /// Scopes to request, as given (default system/*.rs, falling back to system/*.read).
     #[arg(
         long,
@@ -229,7 +229,7 @@ pub struct AuthArgs {
         value_name = "SCOPES",
         help_heading = "Auth"
     )]
-    pub scope: Option<String>,
+    scope: Option<String>,
     /// Token endpoint (default: discovered from .well-known/smart-configuration).
     #[arg(
         long,
@@ -237,7 +237,7 @@ pub struct AuthArgs {
         value_name = "URL",
         help_heading = "Auth"
     )]
-    pub token_url: Option<String>,
+    token_url: Option<String>,
     /// A ready access token (never renewed).
     #[arg(
         long,
@@ -246,7 +246,7 @@ pub struct AuthArgs {
         value_name = "TOKEN",
         help_heading = "Auth"
     )]
-    pub bearer: Option<String>,
+    bearer: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
