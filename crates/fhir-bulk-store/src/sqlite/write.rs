@@ -1,9 +1,9 @@
 //! Applying writes inside one writer transaction.
 
-use crate::{Result, StoreError, Write, WriteResult};
+use crate::resource::PreparedPut;
+use crate::{Result, Write, WriteResult};
 use fhir_bulk_spec::{compartment, instant::Instant};
 use rusqlite::{OptionalExtension, Transaction, params};
-use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// The writes of one transaction. Everything written shares the transaction's timestamp:
@@ -46,11 +46,7 @@ impl<'a, 'c> Batch<'a, 'c> {
     /// Applies one write. `want_json` returns the stored JSON in the result (REST answers it).
     pub(super) fn apply(&mut self, write: Write, want_json: bool) -> Result<WriteResult> {
         match write {
-            Write::Put {
-                resource_type,
-                id,
-                resource,
-            } => self.put(resource_type, id, resource, want_json),
+            Write::Put(p) => self.put(*p, want_json),
             Write::Delete { resource_type, id } => self.delete(resource_type, id),
         }
     }
@@ -91,22 +87,15 @@ impl<'a, 'c> Batch<'a, 'c> {
         Ok(())
     }
 
-    fn put(
-        &mut self,
-        rt: String,
-        id: String,
-        mut resource: Value,
-        want_json: bool,
-    ) -> Result<WriteResult> {
-        let old = self.existing(&rt, &id)?;
+    fn put(&mut self, p: PreparedPut, want_json: bool) -> Result<WriteResult> {
+        let (rt, id) = (p.resource_type.as_str(), p.id.as_str());
+        let old = self.existing(rt, id)?;
         let version = old.as_ref().map_or(1, |o| o.version + 1);
         let created = old.as_ref().is_none_or(|o| o.deleted);
         if let Some(old) = &old {
-            self.keep_version(&rt, &id, old)?;
+            self.keep_version(rt, id, old)?;
         }
-        set_meta(&mut resource, version, &self.ts_text);
-        let json = serde_json::to_vec(&resource)
-            .map_err(|e| StoreError::Invalid(format!("cannot serialise {rt}/{id}: {e}")))?;
+        let json = p.json_with_meta(version, &self.ts_text);
         self.tx
             .prepare_cached(
                 "INSERT OR REPLACE INTO resources (tenant, type, id, version, last_updated, deleted, json)
@@ -114,7 +103,7 @@ impl<'a, 'c> Batch<'a, 'c> {
             )?
             .execute(params![self.tenant, rt, id, version, self.ts.0, json])?;
 
-        if compartment::is_compartment_type(&rt) {
+        if compartment::is_compartment_type(rt) {
             if old.is_some() {
                 self.tx
                     .prepare_cached(
@@ -125,26 +114,27 @@ impl<'a, 'c> Batch<'a, 'c> {
             let mut ins = self.tx.prepare_cached(
                 "INSERT OR IGNORE INTO compartment (tenant, type, id, patient_id) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for patient in compartment::patients_of(&resource) {
+            for patient in &p.patients {
                 ins.execute(params![self.tenant, rt, id, patient])?;
             }
         }
         if rt == "Group" {
-            self.replace_members(&id, Some(&resource))?;
+            self.replace_members(id, &p.members)?;
         }
         if rt == "Group" || rt == "Patient" {
-            self.replace_search_values(&rt, &id, Some(&resource))?;
+            self.replace_search_values(rt, id, &p.search)?;
         }
         if created {
-            *self.live_delta.entry(rt.clone()).or_default() += 1;
+            *self.live_delta.entry(rt.to_string()).or_default() += 1;
         }
         Ok(WriteResult {
-            resource_type: rt,
-            id,
+            resource_type: p.resource_type.clone(),
+            id: p.id.clone(),
             version,
             last_updated: self.ts,
             created,
             existed: !created,
+            bytes: json.len() as u64,
             json: want_json.then_some(json),
         })
     }
@@ -161,6 +151,7 @@ impl<'a, 'c> Batch<'a, 'c> {
                 created: false,
                 existed: false,
                 json: None,
+                bytes: 0,
             });
         };
         self.keep_version(&rt, &id, &old)?;
@@ -173,10 +164,10 @@ impl<'a, 'c> Batch<'a, 'c> {
             .execute(params![self.tenant, rt, id, version, self.ts.0])?;
         // Compartment rows stay: Patient/Group exports report the tombstone (T3).
         if rt == "Group" {
-            self.replace_members(&id, None)?;
+            self.replace_members(&id, &[])?;
         }
         if rt == "Group" || rt == "Patient" {
-            self.replace_search_values(&rt, &id, None)?;
+            self.replace_search_values(&rt, &id, &[])?;
         }
         *self.live_delta.entry(rt.clone()).or_default() -= 1;
         Ok(WriteResult {
@@ -187,68 +178,35 @@ impl<'a, 'c> Batch<'a, 'c> {
             created: false,
             existed: true,
             json: None,
+            bytes: 0,
         })
     }
 
-    fn replace_members(&self, group_id: &str, group: Option<&Value>) -> Result<()> {
+    fn replace_members(&self, group_id: &str, members: &[(String, String)]) -> Result<()> {
         self.tx
             .prepare_cached("DELETE FROM group_members WHERE tenant = ?1 AND group_id = ?2")?
             .execute(params![self.tenant, group_id])?;
-        let Some(members) = group
-            .and_then(|g| g.get("member"))
-            .and_then(Value::as_array)
-        else {
-            return Ok(());
-        };
         let mut ins = self.tx.prepare_cached(
             "INSERT OR IGNORE INTO group_members (tenant, group_id, member_type, member_id)
              VALUES (?1, ?2, ?3, ?4)",
         )?;
-        for m in members {
-            if m.get("inactive").and_then(Value::as_bool) == Some(true) {
-                continue;
-            }
-            let reference = m.pointer("/entity/reference").and_then(Value::as_str);
-            if let Some((t, i)) = reference.and_then(split_reference) {
-                ins.execute(params![self.tenant, group_id, t, i])?;
-            }
+        for (t, i) in members {
+            ins.execute(params![self.tenant, group_id, t, i])?;
         }
         Ok(())
     }
 
-    fn replace_search_values(&self, rt: &str, id: &str, resource: Option<&Value>) -> Result<()> {
+    fn replace_search_values(&self, rt: &str, id: &str, values: &[(&str, String)]) -> Result<()> {
         self.tx
             .prepare_cached(
                 "DELETE FROM search_values WHERE tenant = ?1 AND type = ?2 AND id = ?3",
             )?
             .execute(params![self.tenant, rt, id])?;
-        let Some(resource) = resource else {
-            return Ok(());
-        };
         let mut ins = self.tx.prepare_cached(
             "INSERT OR IGNORE INTO search_values (tenant, type, id, param, value) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        for ident in resource
-            .get("identifier")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let Some(value) = ident.get("value").and_then(Value::as_str) else {
-                continue;
-            };
-            let system = ident.get("system").and_then(Value::as_str).unwrap_or("");
-            ins.execute(params![
-                self.tenant,
-                rt,
-                id,
-                "identifier",
-                format!("{system}|{value}")
-            ])?;
-            ins.execute(params![self.tenant, rt, id, "identifier:value", value])?;
-        }
-        if let Some(name) = resource.get("name").and_then(Value::as_str) {
-            ins.execute(params![self.tenant, rt, id, "name", name.to_lowercase()])?;
+        for (param, value) in values {
+            ins.execute(params![self.tenant, rt, id, param, value])?;
         }
         Ok(())
     }
@@ -268,35 +226,6 @@ impl<'a, 'c> Batch<'a, 'c> {
     }
 }
 
-/// Sets `meta.versionId` and `meta.lastUpdated`, keeping the rest of `meta`.
-fn set_meta(resource: &mut Value, version: i64, last_updated: &str) {
-    let Value::Object(obj) = resource else { return };
-    let meta = obj
-        .entry("meta")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !meta.is_object() {
-        *meta = Value::Object(Map::new());
-    }
-    if let Value::Object(m) = meta {
-        m.insert("versionId".into(), Value::String(version.to_string()));
-        m.insert(
-            "lastUpdated".into(),
-            Value::String(last_updated.to_string()),
-        );
-    }
-}
-
-/// `Type/id` (relative, or the tail of an absolute URL, without `_history`).
-pub(super) fn split_reference(reference: &str) -> Option<(&str, &str)> {
-    let r = match reference.find("/_history/") {
-        Some(i) => &reference[..i],
-        None => reference,
-    };
-    let (head, id) = r.rsplit_once('/')?;
-    let t = head.rsplit('/').next()?;
-    (!t.is_empty() && !id.is_empty()).then_some((t, id))
-}
-
 /// Deletes superseded versions no running export can need: those superseded at or before
 /// the oldest running job's transactionTime (or all, with no running job).
 pub(super) fn prune_versions(tx: &Transaction<'_>) -> Result<u64> {
@@ -313,24 +242,4 @@ pub(super) fn prune_versions(tx: &Transaction<'_>) -> Result<u64> {
         None => tx.execute("DELETE FROM resource_versions", [])?,
     };
     Ok(n as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_references() {
-        assert_eq!(split_reference("Patient/p1"), Some(("Patient", "p1")));
-        assert_eq!(
-            split_reference("https://x/fhir/Patient/p1"),
-            Some(("Patient", "p1"))
-        );
-        assert_eq!(
-            split_reference("Patient/p1/_history/3"),
-            Some(("Patient", "p1"))
-        );
-        assert_eq!(split_reference("p1"), None);
-        assert_eq!(split_reference("Patient/"), None);
-    }
 }
