@@ -2,6 +2,7 @@
 //!
 //! The router is the API map (house rule 8): one route per line, in the order of the spec.
 
+use crate::auth::{self, Auth};
 use crate::config::ServerConfig;
 use crate::engine::Engine;
 use crate::error::ApiError;
@@ -9,7 +10,7 @@ use crate::sink::LocalSink;
 use crate::{files, kickoff, metadata, rest, status};
 use axum::Router;
 use axum::http::Uri;
-use axum::routing::get;
+use axum::routing::{get, post};
 use fhir_bulk_store::Store;
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub sink: LocalSink,
     /// Wakes idle export workers when a job is created.
     pub wake: Arc<Notify>,
+    /// JWKS cache and access token keys (SMART Backend Services).
+    pub auth: Arc<Auth>,
 }
 
 /// The HTTP API.
@@ -35,6 +38,21 @@ pub fn router(state: AppState) -> Router {
     let fhir = Router::new()
         // Discovery.
         .route("/metadata", get(metadata::capability_statement))
+        .route(
+            "/.well-known/smart-configuration",
+            get(auth::smart::configuration),
+        )
+        // SMART Backend Services token endpoint (§15) and the client admin API.
+        .route("/auth/token", post(auth::token::token))
+        .route(
+            "/admin/clients",
+            get(auth::admin::list).post(auth::admin::add),
+        )
+        .route(
+            "/admin/clients/{id}",
+            get(auth::admin::get).delete(auth::admin::remove),
+        )
+        .route("/admin/clients/{id}/rotate", post(auth::admin::rotate))
         // Bulk data kick-off (K1, K2), status (ST*), cancel (D*), files (F*).
         .route("/$export", get(kickoff::system).post(kickoff::system))
         .route(
@@ -87,12 +105,14 @@ pub async fn serve(
     let config = Arc::new(config);
     let sink = LocalSink::new(&config.output_dir);
     sink.check().await?;
+    let auth = Arc::new(Auth::new(&config).map_err(std::io::Error::other)?);
     let engine = Engine::start(Arc::clone(&store), sink.clone(), Arc::clone(&config));
     let state = AppState {
         store,
         config,
         sink,
         wake: engine.waker(),
+        auth,
     };
     let app = router(state);
     let result = axum::serve(listener, app)

@@ -1,5 +1,6 @@
 //! Server configuration: everything `fhir-bulk serve` sets, with the defaults users get.
 
+use crate::auth::Secret;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,6 +34,26 @@ pub struct ServerConfig {
     pub chunk_bytes: usize,
     /// Whether requests need a bearer token (then manifests say `requiresAccessToken: true`).
     pub auth_enabled: bool,
+    /// Lifetime of the access tokens we issue (`expires_in`; TK3 says at most 300 s).
+    pub token_lifetime: Duration,
+    /// The bearer token of the admin API (`[base]/admin/clients`); `None` turns it off.
+    pub admin_token: Option<Secret>,
+    /// An OAuth server whose access tokens are trusted besides our own.
+    pub external_issuer: Option<ExternalIssuer>,
+    /// Shortest time between two fetches of one JWKS URL caused by an unknown `kid`.
+    pub jwks_refetch_interval: Duration,
+}
+
+/// An external OAuth server (an IdP) whose access tokens we accept: signed with a key of
+/// its JWKS, from `issuer`, for `audience`.
+#[derive(Debug, Clone)]
+pub struct ExternalIssuer {
+    /// The `iss` of its tokens, compared exactly.
+    pub issuer: String,
+    /// Where its public keys are.
+    pub jwks_url: String,
+    /// The `aud` its tokens must carry for us.
+    pub audience: String,
 }
 
 impl ServerConfig {
@@ -52,6 +73,10 @@ impl ServerConfig {
             purge_interval: Duration::from_secs(30),
             chunk_bytes: 1024 * 1024,
             auth_enabled: false,
+            token_lifetime: Duration::from_secs(300),
+            admin_token: None,
+            external_issuer: None,
+            jwks_refetch_interval: Duration::from_secs(10),
         }
     }
 }

@@ -4,12 +4,15 @@
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::base::Base;
+use crate::engine::JobParams;
 use crate::error::ApiError;
 use crate::status::visible_job;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
+use fhir_bulk_spec::scope::Permissions;
+use fhir_bulk_store::FileKind;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader};
 use tokio_util::io::ReaderStream;
 
@@ -31,6 +34,16 @@ pub async fn download(
         .iter()
         .find(|f| f.name == name)
         .ok_or_else(|| ApiError::NotFound(format!("export job {job_id} has no file '{name}'")))?;
+    // ST8: the token must cover what the file holds (error files hold OperationOutcomes;
+    // organized files hold every type of the export).
+    let params = JobParams::of(&job).map_err(ApiError::Internal)?;
+    if params.request.organize_output_by.is_some() && file.kind == FileKind::Output {
+        for t in &params.types {
+            caller.require(t, Permissions::READ, "read")?;
+        }
+    } else if file.kind != FileKind::Error {
+        caller.require(&file.resource_type, Permissions::READ, "read")?;
+    }
     let path = state.sink.path(&job.id, &file.name);
     let mut f = tokio::fs::File::open(&path)
         .await

@@ -6,7 +6,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::base::Base;
 use crate::body::Body;
-use crate::engine::JobParams;
+use crate::engine::{JobParams, Plan, plan};
 use crate::error::ApiError;
 use axum::extract::{FromRequest, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -14,15 +14,15 @@ use axum::response::{IntoResponse, Response};
 use fhir_bulk_spec::compartment::is_compartment_type;
 use fhir_bulk_spec::kickoff::{self, Level, Prefer, Supported};
 use fhir_bulk_spec::outcome::{Severity, outcome};
-use fhir_bulk_store::{NewJob, NewUnit, PatientScope, UnitKind};
+use fhir_bulk_store::{NewJob, PatientScope};
 
 /// What this server implements of the optional parameters (K5: the rest are unsupported).
 const SUPPORTED: Supported = Supported {
     type_filter: true,
     elements: true,
-    include_associated_data: false,
-    organize_output_by: false,
-    allow_partial_manifests: false,
+    include_associated_data: true,
+    organize_output_by: true,
+    allow_partial_manifests: true,
 };
 
 /// `[base]/$export`.
@@ -165,8 +165,11 @@ async fn kickoff(
         })?;
         raw = kickoff::params_from_body(&json).map_err(|e| ApiError::BadRequest(e.message))?;
     }
-    let (request, warnings) = kickoff::parse(&raw, &level, is_post, prefer.handling, SUPPORTED)
-        .map_err(|e| ApiError::BadRequest(e.message))?;
+    let (mut request, mut warnings) =
+        kickoff::parse(&raw, &level, is_post, prefer.handling, SUPPORTED)
+            .map_err(|e| ApiError::BadRequest(e.message))?;
+    // K9, A2, G3: the token's scopes (403, or lenient warnings).
+    caller.check_export(&level, &mut request, &mut warnings, prefer.handling)?;
     let tenant = &base.tenant;
 
     // The compartment scope, and the checks a Group or patient list needs (P6, G1).
@@ -225,41 +228,22 @@ async fn kickoff(
         });
     }
 
-    // Units: one per type (P4: `_type`, else every type held that the level covers), one per
-    // type for deletions when `_since` is given (M5), one for lenient warnings (K5).
+    // Units (`engine::plan`): without `_type`, every type held that the level covers and the
+    // caller may read (P4, K9).
     let counts = state.store.type_counts(tenant).await?;
     let in_level = |t: &str| level == Level::System || is_compartment_type(t);
-    let types: Vec<String> = match &request.types {
-        Some(ts) => ts.clone(),
-        None => counts
-            .iter()
-            .map(|(t, _)| t.clone())
-            .filter(|t| in_level(t) && caller.can_read(t))
-            .collect(),
-    };
-    let estimate = |t: &str| counts.iter().find(|(c, _)| c == t).map_or(0, |(_, n)| *n);
-    let mut units: Vec<NewUnit> = types
+    let held: Vec<String> = counts
         .iter()
-        .map(|t| NewUnit {
-            resource_type: t.clone(),
-            kind: UnitKind::Output,
-            estimate: estimate(t),
-        })
+        .map(|(t, _)| t.clone())
+        .filter(|t| in_level(t) && caller.can_read(t))
         .collect();
-    if request.since.is_some() {
-        units.extend(types.iter().map(|t| NewUnit {
-            resource_type: t.clone(),
-            kind: UnitKind::Deleted,
-            estimate: 0,
-        }));
-    }
-    if !warnings.is_empty() {
-        units.push(NewUnit {
-            resource_type: "OperationOutcome".into(),
-            kind: UnitKind::Error,
-            estimate: 0,
-        });
-    }
+    let Plan { types, units } = plan(
+        &request,
+        held,
+        &counts,
+        caller.can_read("Provenance"),
+        &mut warnings,
+    );
 
     let id = uuid::Uuid::new_v4().simple().to_string();
     let params = JobParams {
@@ -267,6 +251,7 @@ async fn kickoff(
         request,
         scope,
         warnings,
+        types,
     };
     let job = state
         .store

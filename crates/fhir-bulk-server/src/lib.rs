@@ -5,7 +5,8 @@
 //! - [`app`]: shared state and the router — the API map, one route per line in spec order.
 //! - [`error`]: the one mapping from errors to HTTP status + `OperationOutcome`.
 //! - [`base`]: which tenant and FHIR base URL a request is for.
-//! - [`kickoff`], [`status`], [`files`]: the bulk data endpoints (§1–§7).
+//! - [`kickoff`], [`status`], [`files`]: the bulk data endpoints (§1–§7); [`manifest`] builds
+//!   the manifest and its pages from a job's committed files.
 //! - [`engine`]: the export job runner — workers claim units with leases and write files.
 //! - [`sink`]: where export files live (a local directory).
 //! - [`rest`]: the small FHIR REST surface around export (CRUD, search, transaction).
@@ -24,6 +25,7 @@ pub mod error;
 pub mod files;
 pub mod ingest;
 pub mod kickoff;
+pub mod manifest;
 pub mod metadata;
 pub mod rest;
 pub mod sink;

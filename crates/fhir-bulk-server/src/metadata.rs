@@ -36,7 +36,7 @@ pub async fn capability_statement(
     }
     types.sort();
     let resources: Vec<Value> = types.iter().map(|t| resource_entry(t)).collect();
-    let body = json!({
+    let mut body = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": Instant::now().to_string(),
@@ -51,12 +51,29 @@ pub async fn capability_statement(
             "documentation": "Bulk export at system, Patient and Group level (GET and POST kick-off). \
                 Patient and Group exports return the resources of the R4 Patient compartment of the patients \
                 (no referenced non-compartment resources). _since and _until apply to meta.lastUpdated. \
-                Files are NDJSON, one type per file, rolled over by count and size; gzip on request.",
+                Files are NDJSON, one type per file, rolled over by count and size; gzip on request. \
+                Parameters: _outputFormat (application/fhir+ndjson, application/ndjson, ndjson), _since, _until, \
+                _type, patient (POST), _typeFilter, _elements, organizeOutputBy, allowPartialManifests, \
+                includeAssociatedData. organizeOutputBy=Patient (Patient and Group level only): files of blocks \
+                (a Parameters header naming the patient, the Patient, then the rest of its compartment); a \
+                resource in several patients' compartments is repeated in each of their blocks; blocks are \
+                never split, so a file may exceed the size limit by one large block. allowPartialManifests=true: \
+                while the job runs, status answers 202 with a manifest of the files ready so far, one page per \
+                finished unit of work in completion order (?page=n, linked by link.next); pages never change. \
+                includeAssociatedData: RelevantProvenanceResources (every Provenance whose target is a \
+                non-Provenance resource the export returns), LatestProvenanceResources (for each such resource, \
+                the Provenance targeting it with the latest recorded), _none (no Provenance unless _type names it); \
+                with either IG value, Provenance is exported only as associated data unless _type names it. \
+                Without the parameter, Provenance is exported like any type (at Patient and Group level, those \
+                targeting a patient of the export).",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}],
             "operation": [{"name": "export", "definition": OP_EXPORT}],
         }]
     });
+    if state.config.auth_enabled {
+        body["rest"][0]["security"] = crate::auth::smart::security(&base);
+    }
     let mut resp = body.to_string().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

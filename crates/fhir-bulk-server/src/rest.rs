@@ -5,6 +5,7 @@
 //! one transaction, so a failing entry leaves nothing written.
 
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::base::Base;
 use crate::body::Body;
 use crate::error::ApiError;
@@ -13,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fhir_bulk_spec::bundle::{self, EntryAction};
 use fhir_bulk_spec::resource_type::is_resource_type;
+use fhir_bulk_spec::scope::Permissions;
 use fhir_bulk_store::{SearchQuery, StoreError, Write, WriteResult};
 use serde_json::Value;
 
@@ -97,9 +99,11 @@ fn parse_resource(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
 pub async fn read(
     State(state): State<AppState>,
     base: Base,
+    caller: Caller,
     Path((rt, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     known_type(&rt)?;
+    caller.require(&rt, Permissions::READ, "read")?;
     let r = state
         .store
         .read(&base.tenant, &rt, &id)
@@ -117,6 +121,7 @@ pub async fn read(
         created: false,
         existed: true,
         json: None,
+        bytes: 0,
     };
     Ok(version_headers(resp, &base, &wr, false))
 }
@@ -125,11 +130,13 @@ pub async fn read(
 pub async fn update(
     State(state): State<AppState>,
     base: Base,
+    caller: Caller,
     Path((rt, id)): Path<(String, String)>,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     known_type(&rt)?;
+    require_put(&state, &base, &caller, &rt, &id).await?;
     let mut resource = parse_resource(&headers, &body)?;
     check_type(&resource, &rt)?;
     match resource.get("id") {
@@ -156,11 +163,13 @@ pub async fn update(
 pub async fn create(
     State(state): State<AppState>,
     base: Base,
+    caller: Caller,
     Path(rt): Path<String>,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     known_type(&rt)?;
+    caller.require(&rt, Permissions::CREATE, "create")?;
     let mut resource = parse_resource(&headers, &body)?;
     check_type(&resource, &rt)?;
     resource["id"] = Value::String(uuid::Uuid::new_v4().to_string());
@@ -174,12 +183,66 @@ pub async fn create(
 pub async fn delete(
     State(state): State<AppState>,
     base: Base,
+    caller: Caller,
     Path((rt, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     known_type(&rt)?;
+    caller.require(&rt, Permissions::DELETE, "delete")?;
     let write = Write::delete(&rt, &id)?;
     state.store.write(&base.tenant, vec![write]).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A PUT creates or updates: it needs `u` on an existing resource and `c` on a new one.
+async fn require_put(
+    state: &AppState,
+    base: &Base,
+    caller: &Caller,
+    rt: &str,
+    id: &str,
+) -> Result<(), ApiError> {
+    if caller.can(rt, Permissions::CREATE.union(Permissions::UPDATE)) {
+        return Ok(());
+    }
+    let exists = state
+        .store
+        .read(&base.tenant, rt, id)
+        .await?
+        .is_some_and(|r| !r.deleted);
+    if exists {
+        caller.require(rt, Permissions::UPDATE, "update")
+    } else {
+        caller.require(rt, Permissions::CREATE, "create")
+    }
+}
+
+/// The scope one Bundle entry needs (as if it were sent on its own).
+async fn require_entry(
+    state: &AppState,
+    base: &Base,
+    caller: &Caller,
+    action: &EntryAction,
+) -> Result<(), ApiError> {
+    match action {
+        EntryAction::Put { resource, created } => {
+            let rt = resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let id = resource
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if *created {
+                caller.require(rt, Permissions::CREATE, "create")
+            } else {
+                require_put(state, base, caller, rt, id).await
+            }
+        }
+        EntryAction::Delete { resource_type, .. } => {
+            caller.require(resource_type, Permissions::DELETE, "delete")
+        }
+    }
 }
 
 fn check_type(resource: &Value, rt: &str) -> Result<(), ApiError> {
@@ -204,6 +267,7 @@ fn single(mut results: Vec<WriteResult>) -> Result<WriteResult, ApiError> {
 pub async fn transaction(
     State(state): State<AppState>,
     base: Base,
+    caller: Caller,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
@@ -224,6 +288,9 @@ pub async fn transaction(
     let mut new_id = || uuid::Uuid::new_v4().to_string();
     let actions = bundle::entries(&bundle_value, &mut new_id)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    for action in &actions {
+        require_entry(&state, &base, &caller, action).await?;
+    }
     let writes = actions
         .into_iter()
         .enumerate()
@@ -268,10 +335,12 @@ pub async fn transaction(
 pub async fn search(
     State(state): State<AppState>,
     base: Base,
+    caller: Caller,
     Path(rt): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     known_type(&rt)?;
+    caller.require(&rt, Permissions::SEARCH, "search")?;
     if rt != "Patient" && rt != "Group" {
         return Err(ApiError::BadRequest(format!(
             "search is supported on Patient and Group only; use $export for {rt}"

@@ -1,16 +1,18 @@
 //! Status polling (§4), the manifest (§5) and cancel (§6) on the `Content-Location` URL.
+//! The manifest and its pages are built in [`crate::manifest`].
 
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::base::Base;
 use crate::error::ApiError;
-use axum::extract::{Path, State};
+use crate::manifest::{Manifests, requested_page};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fhir_bulk_spec::instant::Instant;
-use fhir_bulk_spec::manifest::{Manifest, OutputFile};
+use fhir_bulk_spec::manifest::Manifest;
 use fhir_bulk_spec::outcome::{Severity, outcome};
-use fhir_bulk_store::{FileKind, Job, JobFile, JobStatus, Unit};
+use fhir_bulk_store::{Job, JobStatus, Unit};
 
 /// The job `id` as its owner may see it: 404 for unknown, cancelled (D3) and other
 /// tenants' or clients' jobs alike, so a job id reveals nothing; 404 after expiry too.
@@ -41,19 +43,33 @@ pub(crate) async fn visible_job(
 }
 
 /// `GET` status: 202 with `X-Progress`/`Retry-After` while running (ST3), 200 with the
-/// manifest when complete (ST7), 500 with an OperationOutcome when failed (ST5).
+/// manifest when complete (ST7), 500 with an OperationOutcome when failed (ST5). With
+/// `allowPartialManifests`, a 202 carries the manifest pages ready so far and `?page=n`
+/// selects a page (ST4, M8).
 pub async fn poll(
     State(state): State<AppState>,
     base: Base,
     caller: Caller,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let job = visible_job(&state, &base, &caller, &id).await?;
+    let page = requested_page(query.as_deref())?;
+    let manifests = Manifests::new(&base, &job, state.config.auth_enabled)?;
     match job.status {
         JobStatus::Running => {
             let units = state.store.units(&job.id).await?;
+            // Only a paged job shows files before it completes.
+            let files = if manifests.paged() {
+                state.store.files(&job.id).await?
+            } else {
+                Vec::new()
+            };
             let (progress, retry_after) = progress(&job, &units, Instant::now());
-            let mut resp = StatusCode::ACCEPTED.into_response();
+            let mut resp = match manifests.page(&units, &files, page, false)? {
+                Some(partial) => json_response(StatusCode::ACCEPTED, &partial)?,
+                None => StatusCode::ACCEPTED.into_response(),
+            };
             let h = resp.headers_mut();
             if let Ok(v) = HeaderValue::from_str(&progress) {
                 h.insert("x-progress", v);
@@ -66,16 +82,13 @@ pub async fn poll(
             job.error.as_deref().unwrap_or("unknown reason")
         ))),
         JobStatus::Completed => {
+            let units = state.store.units(&job.id).await?;
             let files = state.store.files(&job.id).await?;
-            let manifest = manifest(&base, &job, &files, state.config.auth_enabled);
-            let body =
-                serde_json::to_string(&manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
-            let mut resp = (StatusCode::OK, body).into_response();
+            let manifest = manifests
+                .page(&units, &files, page, true)?
+                .ok_or_else(|| ApiError::Internal("a completed job has no manifest".into()))?;
+            let mut resp = json_response(StatusCode::OK, &manifest)?;
             let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
             let expires = httpdate::fmt_http_date(job.expires_at.to_offset().into());
             if let Ok(v) = HeaderValue::from_str(&expires) {
                 h.insert(header::EXPIRES, v);
@@ -148,37 +161,15 @@ fn group_digits(n: u64) -> String {
     out
 }
 
-/// The manifest of a completed job (M1–M6): files in unit order, absolute URLs.
-pub(crate) fn manifest(
-    base: &Base,
-    job: &Job,
-    files: &[JobFile],
-    requires_access_token: bool,
-) -> Manifest {
-    let entry = |f: &JobFile| OutputFile {
-        resource_type: Some(f.resource_type.clone()),
-        url: base.join(&format!("bulk-files/{}/{}", job.id, f.name)),
-        count: Some(f.count),
-        continues_in_file: None,
-    };
-    let of = |kind: FileKind| {
-        files
-            .iter()
-            .filter(|f| f.kind == kind)
-            .map(entry)
-            .collect::<Vec<_>>()
-    };
-    Manifest {
-        transaction_time: job.transaction_time.to_string(),
-        request: job.request_url.clone(),
-        requires_access_token,
-        output_organized_by: None,
-        output: of(FileKind::Output),
-        deleted: of(FileKind::Deleted),
-        error: of(FileKind::Error),
-        link: Vec::new(),
-        extension: None,
-    }
+/// A manifest (or manifest page) as `application/json` (ST4, ST7: plain JSON, not FHIR).
+fn json_response(status: StatusCode, manifest: &Manifest) -> Result<Response, ApiError> {
+    let body = serde_json::to_string(manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }
 
 #[cfg(test)]

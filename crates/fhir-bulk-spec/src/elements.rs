@@ -47,11 +47,15 @@ pub fn subset(resource: &mut Value, keep: &[&str]) {
             // A primitive's extension sibling (`_birthDate`) follows its element.
             || k.strip_prefix('_').is_some_and(|base| keep.contains(&base))
     });
-    let meta = obj.entry("meta").or_insert_with(|| Value::Object(Map::new()));
+    let meta = obj
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(m) = meta {
         let tags = m.entry("tag").or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(tags) = tags {
-            let present = tags.iter().any(|t| t["system"] == SUBSETTED_SYSTEM && t["code"] == "SUBSETTED");
+            let present = tags
+                .iter()
+                .any(|t| t["system"] == SUBSETTED_SYSTEM && t["code"] == "SUBSETTED");
             if !present {
                 tags.push(json!({"system": SUBSETTED_SYSTEM, "code": "SUBSETTED"}));
             }
@@ -76,7 +80,10 @@ mod tests {
 
     #[test]
     fn picks_entries_for_a_type() {
-        let e: Vec<String> = ["id", "Observation.code", "Patient.name"].iter().map(|s| s.to_string()).collect();
+        let e: Vec<String> = ["id", "Observation.code", "Patient.name"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(for_type(&e, "Observation"), vec!["id", "code"]);
         assert_eq!(for_type(&e, "Condition"), vec!["id"]);
     }

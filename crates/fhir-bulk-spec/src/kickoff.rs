@@ -4,9 +4,14 @@
 //! Parsing is strict or lenient (K5). Strict: every unknown, unsupported or malformed
 //! parameter is a [`KickoffError`] naming the parameter and value (a 400). Lenient: the
 //! parameter is dropped and a warning is returned for the manifest's `error` file.
-//! Which optional parameters are implemented is the server's to say ([`Supported`]).
+//! Which optional parameters are implemented is the server's to say ([`Supported`]); the
+//! values of the implemented ones are checked here: `organizeOutputBy` is `Patient` at
+//! Patient and Group level only (P9), `includeAssociatedData` takes the IG's two codes and
+//! our `_none` ([`AssociatedData`], P7).
 
-use crate::{compartment, elements, instant::Instant, resource_type::is_resource_type, type_filter};
+use crate::{
+    compartment, elements, instant::Instant, resource_type::is_resource_type, type_filter,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -101,6 +106,78 @@ pub struct ExportRequest {
     pub organize_output_by: Option<String>,
     /// `allowPartialManifests` (P10).
     pub allow_partial_manifests: bool,
+}
+
+impl ExportRequest {
+    /// What `includeAssociatedData` asks for, resolved (P7).
+    pub fn associated_data(&self) -> AssociatedData {
+        AssociatedData::resolve(&self.include_associated_data)
+    }
+}
+
+/// `includeAssociatedData` (P7) as this server applies it: the least restrictive of the
+/// values given (P7: conflicting values SHALL resolve that way), ordered from most to least
+/// restrictive so that resolving is a `max`.
+///
+/// "Associated" Provenance is what `Provenance.target` links to a non-Provenance resource the
+/// export returns (the IG's code system; the 4.0 ballot wording names `target` outright).
+/// The IG's STU2/STU3 text says the other Provenance "will not be returned", so with
+/// [`Latest`](Self::Latest) or [`Relevant`](Self::Relevant) Provenance leaves the default type
+/// list and comes only as associated data; a `_type` that names Provenance still gets every
+/// Provenance in scope as well (the 4.0 ballot: the values do not exclude what would
+/// otherwise be returned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AssociatedData {
+    /// `_none` (our custom value): no associated Provenance, and Provenance leaves the
+    /// default type list; a `_type` that names Provenance still exports it.
+    Nothing,
+    /// The parameter is absent: Provenance is a type like any other (P7: all Provenance at
+    /// system level, those in the Patient compartment at Patient and Group level).
+    Default,
+    /// `LatestProvenanceResources`: for each returned resource, the Provenance targeting it
+    /// with the latest `recorded`.
+    Latest,
+    /// `RelevantProvenanceResources`: every Provenance targeting a returned resource.
+    Relevant,
+}
+
+impl AssociatedData {
+    /// The IG code of [`AssociatedData::Latest`].
+    pub const LATEST: &'static str = "LatestProvenanceResources";
+    /// The IG code of [`AssociatedData::Relevant`].
+    pub const RELEVANT: &'static str = "RelevantProvenanceResources";
+    /// Our server-defined code (P7 allows `_`-prefixed ones) of [`AssociatedData::Nothing`].
+    pub const NONE: &'static str = "_none";
+
+    /// One value of the parameter; `None` if this server does not know it.
+    pub fn parse(value: &str) -> Option<AssociatedData> {
+        match value {
+            Self::LATEST => Some(AssociatedData::Latest),
+            Self::RELEVANT => Some(AssociatedData::Relevant),
+            Self::NONE => Some(AssociatedData::Nothing),
+            _ => None,
+        }
+    }
+
+    /// The least restrictive of `values` (known ones only); [`Default`](Self::Default) when
+    /// there is none.
+    pub fn resolve(values: &[String]) -> AssociatedData {
+        values
+            .iter()
+            .filter_map(|v| AssociatedData::parse(v))
+            .max()
+            .unwrap_or(AssociatedData::Default)
+    }
+
+    /// True when the export adds Provenance found through its targets.
+    pub fn adds_provenance(self) -> bool {
+        matches!(self, AssociatedData::Latest | AssociatedData::Relevant)
+    }
+
+    /// True when Provenance is left out of the default type list (no `_type`).
+    pub fn drops_default_provenance(self) -> bool {
+        self != AssociatedData::Default
+    }
 }
 
 /// A kick-off parameter that cannot be accepted: a 400 that names it.
@@ -295,17 +372,38 @@ pub fn parse(
                 }
             }
             "includeAssociatedData" if supported.include_associated_data => {
-                req.include_associated_data.extend(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|e| !e.is_empty())
-                        .map(str::to_string),
-                )
+                for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                    if AssociatedData::parse(v).is_none() {
+                        problem(
+                            name,
+                            format!(
+                                "includeAssociatedData '{v}' is not supported; use {}, {} or {} (P7)",
+                                AssociatedData::LATEST,
+                                AssociatedData::RELEVANT,
+                                AssociatedData::NONE
+                            ),
+                        )?;
+                    } else if !req.include_associated_data.iter().any(|x| x == v) {
+                        req.include_associated_data.push(v.to_string());
+                    }
+                }
             }
-            "organizeOutputBy" if supported.organize_output_by => {
-                req.organize_output_by = Some(value.trim().to_string())
-            }
+            "organizeOutputBy" if supported.organize_output_by => match value.trim() {
+                "Patient" if *level == Level::System => problem(
+                    name,
+                    "organizeOutputBy=Patient needs a Patient or Group export: a system export also \
+                     holds resources in no patient's compartment (Practitioner, Organization, ...), \
+                     which no Patient block could hold (P9)"
+                        .into(),
+                )?,
+                "Patient" => req.organize_output_by = Some("Patient".into()),
+                other => problem(
+                    name,
+                    format!(
+                        "organizeOutputBy '{other}' is not supported; this server organizes output by Patient only (P9)"
+                    ),
+                )?,
+            },
             "allowPartialManifests" if supported.allow_partial_manifests => match value.trim() {
                 "true" => req.allow_partial_manifests = true,
                 "false" => req.allow_partial_manifests = false,
@@ -330,6 +428,18 @@ pub fn parse(
     {
         problem("_until", "_until must be later than _since".into())?;
         req.until = None;
+    }
+    // Associated Provenance lands in typed files of its own; organized output has only
+    // Patient blocks, and a Provenance has no block of its own (it targets resources).
+    if req.organize_output_by.is_some() && req.associated_data().adds_provenance() {
+        problem(
+            "includeAssociatedData",
+            "includeAssociatedData=LatestProvenanceResources or RelevantProvenanceResources cannot be \
+             combined with organizeOutputBy: associated Provenance is not in any Patient block (P7, P9)"
+                .into(),
+        )?;
+        req.include_associated_data
+            .retain(|v| v == AssociatedData::NONE);
     }
     if saw_type {
         if types.is_empty() {
@@ -482,10 +592,23 @@ mod tests {
         assert!(w.is_empty());
         assert_eq!(r.elements, vec!["id", "name"]);
         // P8, P5: bad filters and elements are named; lenient keeps the good ones.
-        let e = parse(&q(&[("_typeFilter", "Observation?foo=1")]), &Level::System, false, Handling::Strict, s)
-            .unwrap_err();
+        let e = parse(
+            &q(&[("_typeFilter", "Observation?foo=1")]),
+            &Level::System,
+            false,
+            Handling::Strict,
+            s,
+        )
+        .unwrap_err();
         assert!(e.message.contains("foo"), "{e}");
-        let e = parse(&q(&[("_elements", "Banana.x")]), &Level::System, false, Handling::Strict, s).unwrap_err();
+        let e = parse(
+            &q(&[("_elements", "Banana.x")]),
+            &Level::System,
+            false,
+            Handling::Strict,
+            s,
+        )
+        .unwrap_err();
         assert!(e.message.contains("Banana.x"));
         let (r, w) = parse(
             &q(&[("_typeFilter", "Observation?status=final,Condition?nope=1,MedicationRequest?status=active,completed")]),
@@ -495,8 +618,117 @@ mod tests {
             s,
         )
         .unwrap();
-        assert_eq!(r.type_filters, vec!["Observation?status=final", "MedicationRequest?status=active,completed"]);
+        assert_eq!(
+            r.type_filters,
+            vec![
+                "Observation?status=final",
+                "MedicationRequest?status=active,completed"
+            ]
+        );
         assert_eq!(w.len(), 1);
+    }
+
+    /// P7, P9, P10: the values this server knows; strict rejects the rest with the reason,
+    /// lenient drops them with a warning; conflicting values resolve to the least restrictive.
+    #[test]
+    fn associated_data_organize_and_partial_manifests_p7_p9_p10() {
+        let all = Supported {
+            include_associated_data: true,
+            organize_output_by: true,
+            allow_partial_manifests: true,
+            ..Default::default()
+        };
+        let run = |pairs: &[(&str, &str)], level: Level, handling| {
+            parse(&q(pairs), &level, false, handling, all)
+        };
+        let (r, _) = run(
+            &[
+                ("includeAssociatedData", "_none,LatestProvenanceResources"),
+                ("includeAssociatedData", "RelevantProvenanceResources"),
+            ],
+            Level::System,
+            Handling::Strict,
+        )
+        .unwrap();
+        assert_eq!(r.associated_data(), AssociatedData::Relevant);
+        assert_eq!(
+            ExportRequest::default().associated_data(),
+            AssociatedData::Default
+        );
+        let e = run(
+            &[("includeAssociatedData", "Bogus")],
+            Level::System,
+            Handling::Strict,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("'Bogus'") && e.message.contains("_none"),
+            "{e}"
+        );
+        let (r, w) = run(
+            &[("includeAssociatedData", "Bogus,_none")],
+            Level::System,
+            Handling::Lenient,
+        )
+        .unwrap();
+        assert_eq!((r.associated_data(), w.len()), (AssociatedData::Nothing, 1));
+
+        let (r, _) = run(
+            &[("organizeOutputBy", "Patient")],
+            Level::Group("g".into()),
+            Handling::Strict,
+        )
+        .unwrap();
+        assert_eq!(r.organize_output_by.as_deref(), Some("Patient"));
+        let e = run(
+            &[("organizeOutputBy", "Patient")],
+            Level::System,
+            Handling::Strict,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("system export"), "{e}");
+        let e = run(
+            &[("organizeOutputBy", "Organization")],
+            Level::Patient,
+            Handling::Strict,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("not supported"), "{e}");
+        let (r, w) = run(
+            &[("organizeOutputBy", "Patient")],
+            Level::System,
+            Handling::Lenient,
+        )
+        .unwrap();
+        assert_eq!((r.organize_output_by, w.len()), (None, 1));
+        // Associated Provenance has no Patient block to go in.
+        let both = [
+            ("organizeOutputBy", "Patient"),
+            ("includeAssociatedData", "LatestProvenanceResources"),
+        ];
+        let e = run(&both, Level::Patient, Handling::Strict).unwrap_err();
+        assert_eq!(e.param, "includeAssociatedData");
+        let (r, w) = run(&both, Level::Patient, Handling::Lenient).unwrap();
+        assert_eq!(
+            (r.associated_data(), r.organize_output_by.is_some(), w.len()),
+            (AssociatedData::Default, true, 1)
+        );
+
+        let (r, _) = run(
+            &[("allowPartialManifests", "false")],
+            Level::System,
+            Handling::Strict,
+        )
+        .unwrap();
+        assert!(!r.allow_partial_manifests);
+        assert!(
+            run(
+                &[("allowPartialManifests", "yes")],
+                Level::System,
+                Handling::Strict
+            )
+            .is_err()
+        );
     }
 
     /// P6: `patient` only in POST, never at system level; K8 value types from Parameters.

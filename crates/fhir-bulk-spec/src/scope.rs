@@ -225,7 +225,7 @@ impl Scope {
             _ => return None,
         };
         let permissions = self.permissions.intersect(other.permissions);
-        (!permissions.is_empty()).then(|| Scope {
+        (!permissions.is_empty()).then_some(Scope {
             context: self.context,
             resource_type,
             permissions,

@@ -1,4 +1,5 @@
-//! What one export unit reads from the store.
+//! What export units read from the store: one type ([`ExportScan`]), or several types of
+//! one export ([`ExportSet`]) for organized output and associated Provenance.
 
 use fhir_bulk_spec::instant::Instant;
 use serde::{Deserialize, Serialize};
@@ -42,4 +43,44 @@ pub struct ExportChunk {
     pub bytes: Vec<u8>,
     /// Number of lines.
     pub count: u64,
+}
+
+/// Several types of one export at once, for organized output (O2) and for checking the
+/// targets of associated Provenance (P7): the same window and scope as [`ExportScan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSet {
+    /// Tenant.
+    pub tenant: String,
+    /// Resource types.
+    pub types: Vec<String>,
+    /// `_since`: modified strictly after (T1).
+    pub since: Option<Instant>,
+    /// min(`_until`, transactionTime), as in [`ExportScan::until`].
+    pub until: Instant,
+    /// Compartment scope.
+    pub scope: PatientScope,
+}
+
+impl ExportSet {
+    /// The scan of one of the set's types.
+    pub fn scan(&self, resource_type: &str) -> ExportScan {
+        ExportScan {
+            tenant: self.tenant.clone(),
+            resource_type: resource_type.to_string(),
+            since: self.since,
+            until: self.until,
+            scope: self.scope.clone(),
+        }
+    }
+}
+
+/// One resource of an organized scan: in the compartment of `patient_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrganizedRow {
+    /// The patient whose block the resource goes in.
+    pub patient_id: String,
+    /// Resource type.
+    pub resource_type: String,
+    /// The resource's JSON (one line, no newline).
+    pub json: Vec<u8>,
 }

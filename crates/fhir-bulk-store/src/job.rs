@@ -68,6 +68,12 @@ pub enum UnitKind {
     Deleted,
     /// Warnings known at kick-off (`error`, K5).
     Error,
+    /// Resources of several types in blocks per patient (`organizeOutputBy=Patient`, O2);
+    /// `resource_type` is the organizing type. Its files have no `type` in the manifest (M4).
+    Organized,
+    /// Provenance found through the resources the export returns (`includeAssociatedData`,
+    /// P7); `resource_type` is `Provenance`.
+    Associated,
 }
 
 impl UnitKind {
@@ -77,6 +83,8 @@ impl UnitKind {
             UnitKind::Output => "output",
             UnitKind::Deleted => "deleted",
             UnitKind::Error => "error",
+            UnitKind::Organized => "organized",
+            UnitKind::Associated => "associated",
         }
     }
 
@@ -86,6 +94,8 @@ impl UnitKind {
             "output" => UnitKind::Output,
             "deleted" => UnitKind::Deleted,
             "error" => UnitKind::Error,
+            "organized" => UnitKind::Organized,
+            "associated" => UnitKind::Associated,
             _ => return None,
         })
     }
@@ -148,6 +158,9 @@ pub struct Unit {
     pub written: u64,
     /// How many times it was claimed (a retry after a lost lease counts).
     pub attempts: i64,
+    /// Its place in the job's completion order (1 for the first unit done), once done. Pages
+    /// of a partial manifest follow it, so a page never changes once it exists (ST4).
+    pub done_seq: Option<i64>,
 }
 
 /// Which manifest list a file belongs to.
@@ -191,7 +204,8 @@ pub struct JobFile {
     pub unit_seq: i64,
     /// Manifest list.
     pub kind: FileKind,
-    /// `type` in the manifest.
+    /// `type` in the manifest; for files of an [`UnitKind::Organized`] unit, the organizing
+    /// type (the manifest then leaves `type` out, M4).
     pub resource_type: String,
     /// Lines.
     pub count: u64,

@@ -28,7 +28,7 @@ pub mod sqlite;
 
 pub use client::{Client, Credential, NewClient};
 pub use error::StoreError;
-pub use export::{ExportChunk, ExportScan, PatientScope};
+pub use export::{ExportChunk, ExportScan, ExportSet, OrganizedRow, PatientScope};
 pub use job::{FileKind, Job, JobFile, JobStatus, NewJob, NewUnit, Unit, UnitKind};
 pub use resource::{StoredResource, Write, WriteResult, WriteSummary};
 pub use search::{SearchPage, SearchQuery};
@@ -97,6 +97,25 @@ pub trait Store: Send + Sync + 'static {
     /// Streams the tombstones of a scan (deleted in `(since, until]`) as `(type, id)` lists.
     fn export_deleted(&self, scan: ExportScan)
     -> BoxStream<'static, Result<Vec<(String, String)>>>;
+
+    /// Streams the resources of `set` that are in its patients' compartments, grouped by
+    /// patient (ascending id), each patient's own Patient resource first: organized output
+    /// (O2). A resource in several compartments comes once per patient. Chunks hold about
+    /// `chunk_bytes` of JSON; only the rows of one patient are ever sorted.
+    fn export_organized(
+        &self,
+        set: ExportSet,
+        chunk_bytes: usize,
+    ) -> BoxStream<'static, Result<Vec<OrganizedRow>>>;
+
+    /// For each `(type, id)` of `refs`, the JSON an export of `set` returns for it (its
+    /// version at `until`, if modified in the window, in scope and of one of the set's
+    /// types), else `None`. One indexed lookup per reference.
+    async fn export_lookup(
+        &self,
+        set: ExportSet,
+        refs: Vec<(String, String)>,
+    ) -> Result<Vec<Option<Vec<u8>>>>;
 
     // ---- jobs ----
 

@@ -35,6 +35,8 @@ enum Command {
     Export(cmd::export::Args),
     /// Write a private key and the public JWKS a client registers (RS384 or ES384).
     Keygen(cmd::keygen::Args),
+    /// Register, list, rotate and remove the SMART Backend Services clients of a store.
+    Clients(cmd::clients::Args),
 }
 
 /// Usage errors (bad flags) exit with 2, as clap does.
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
             Command::Synth(args) => report(cmd::synth::run(args).await),
             Command::Export(args) => cmd::export::run(args).await,
             Command::Keygen(args) => report(cmd::keygen::run(args).await),
+            Command::Clients(args) => report(cmd::clients::run(args).await),
         }
     })
 }

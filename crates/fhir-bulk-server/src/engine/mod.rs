@@ -10,13 +10,17 @@
 //! token is cancelled (server shutdown); a worker stopped mid-unit gives its lease back so
 //! the next start (or another node) takes the unit at once.
 
+mod associated;
+mod organized;
 mod params;
+mod plan;
 mod purge;
 mod roller;
 mod transform;
 mod unit;
 
 pub use params::JobParams;
+pub(crate) use plan::{Plan, plan};
 
 use crate::config::ServerConfig;
 use crate::sink::LocalSink;

@@ -15,4 +15,16 @@ pub struct JobParams {
     pub scope: PatientScope,
     /// Lenient-mode warnings for the `error` file (K5).
     pub warnings: Vec<String>,
+    /// The types the export returns, resolved at kick-off (`_type`, or every type in scope):
+    /// what organized output holds and what associated Provenance must target.
+    #[serde(default)]
+    pub types: Vec<String>,
+}
+
+impl JobParams {
+    /// The parameters of a stored job.
+    pub fn of(job: &fhir_bulk_store::Job) -> Result<JobParams, String> {
+        serde_json::from_value(job.params.clone())
+            .map_err(|e| format!("the job's parameters cannot be read: {e}"))
+    }
 }

@@ -1,6 +1,7 @@
 //! Writes NDJSON lines into files that roll over at a resource count or a size, whichever
 //! comes first. Whole chunks are written with one call when they fit (the common case);
-//! only a chunk that crosses a limit is split at line ends.
+//! only a chunk that crosses a limit is split at line ends. Blocks of organized output
+//! ([`Roller::write_block`]) are never split: files roll over between blocks.
 
 use crate::sink::{LocalSink, SinkFile};
 use fhir_bulk_store::{FileKind, JobFile};
@@ -109,6 +110,24 @@ impl<'a> Roller<'a> {
             }
             self.roll().await?;
         }
+        Ok(())
+    }
+
+    /// Writes one block of organized output (O2): a header line and `count` resources, never
+    /// split. The open file rolls over first when the block would take it past a limit, so
+    /// only a block bigger than the limits on its own makes a file exceed them.
+    pub(crate) async fn write_block(&mut self, bytes: &[u8], count: u64) -> io::Result<()> {
+        if self.open.as_ref().is_some_and(|o| {
+            o.bytes > 0
+                && (o.count + count > self.max_count
+                    || o.bytes + bytes.len() as u64 > self.max_bytes)
+        }) {
+            self.roll().await?;
+        }
+        let open = self.current().await?;
+        open.file.write(bytes).await?;
+        open.count += count;
+        open.bytes += bytes.len() as u64;
         Ok(())
     }
 

@@ -1,8 +1,8 @@
 //! Running one unit: scan, write files, heartbeat, commit or abandon.
 
-use super::{JobParams, Shared, roller::Roller, transform::Transform};
+use super::{JobParams, Shared, associated, organized, roller::Roller, transform::Transform};
 use fhir_bulk_spec::outcome::{Severity, outcome};
-use fhir_bulk_store::{ExportScan, FileKind, Job, JobFile, Unit, UnitKind};
+use fhir_bulk_store::{ExportScan, ExportSet, FileKind, Job, JobFile, Unit, UnitKind};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +15,7 @@ const MAX_ATTEMPTS: i64 = 3;
 const DELETES_PER_BUNDLE: usize = 100;
 
 /// Why a unit stopped before completing.
-enum Stop {
+pub(super) enum Stop {
     /// The lease is gone (expired and taken, or the job was cancelled): discard.
     LeaseLost,
     /// The server is shutting down: discard and give the lease back.
@@ -42,14 +42,14 @@ pub(super) async fn run(shared: &Shared, job: Job, unit: Unit) {
         unit.seq,
         file_stem(&unit),
         match unit.kind {
-            UnitKind::Output => FileKind::Output,
+            UnitKind::Output | UnitKind::Organized | UnitKind::Associated => FileKind::Output,
             UnitKind::Deleted => FileKind::Deleted,
             UnitKind::Error => FileKind::Error,
         },
         match unit.kind {
             UnitKind::Error => "OperationOutcome",
             UnitKind::Deleted => "Bundle",
-            UnitKind::Output => &unit.resource_type,
+            UnitKind::Output | UnitKind::Organized | UnitKind::Associated => &unit.resource_type,
         },
         shared.config.file_max_resources,
         shared.config.file_max_bytes,
@@ -96,6 +96,8 @@ fn file_stem(unit: &Unit) -> String {
         UnitKind::Output => "",
         UnitKind::Deleted => "deleted-",
         UnitKind::Error => "error-",
+        UnitKind::Organized => "by-",
+        UnitKind::Associated => "associated-",
     };
     format!(
         "{kind}{}-{:03}-a{}",
@@ -159,7 +161,7 @@ async fn heartbeat(
     }
 }
 
-fn check(shared: &Shared, lost: &CancellationToken) -> Result<(), Stop> {
+pub(super) fn check(shared: &Shared, lost: &CancellationToken) -> Result<(), Stop> {
     if lost.is_cancelled() {
         Err(Stop::LeaseLost)
     } else if shared.stop.is_cancelled() {
@@ -177,8 +179,7 @@ async fn write_unit(
     written: &AtomicU64,
     lost: &CancellationToken,
 ) -> Result<(), Stop> {
-    let params: JobParams = serde_json::from_value(job.params.clone())
-        .map_err(|e| Stop::Failed(format!("the job's parameters cannot be read: {e}")))?;
+    let params = JobParams::of(job).map_err(Stop::Failed)?;
     let io = |e: std::io::Error| Stop::Failed(format!("cannot write export file: {e}"));
     let until = match params.request.until {
         Some(u) if u < job.transaction_time => u,
@@ -215,6 +216,19 @@ async fn write_unit(
                 }
                 written.fetch_add(chunk.count, Ordering::Relaxed);
             }
+        }
+        UnitKind::Organized => {
+            let set = ExportSet {
+                tenant: job.tenant.clone(),
+                types: params.types.clone(),
+                since: params.request.since,
+                until,
+                scope: params.scope.clone(),
+            };
+            organized::write(shared, job, &params, set, roller, written, lost).await?;
+        }
+        UnitKind::Associated => {
+            associated::write(shared, job, &params, until, roller, written, lost).await?;
         }
         UnitKind::Deleted => {
             let mut batches = shared.store.export_deleted(scan);

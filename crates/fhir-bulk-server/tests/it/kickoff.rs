@@ -88,10 +88,25 @@ async fn parameter_errors_name_parameter_and_value() {
     )
     .await;
     assert_outcome(get(&s, "$export?color=blue").await, 400, "'color'").await;
-    // Parameters of a later stage are unsupported under strict handling (K5).
-    assert_outcome(get(&s, "$export?organizeOutputBy=Patient").await, 400, "organizeOutputBy").await;
-    assert_outcome(get(&s, "$export?_elements=Observation.code.coding").await, 400, "Observation.code.coding").await;
-    assert_outcome(get(&s, "$export?_typeFilter=Observation%3Ffoo%3D1").await, 400, "no search parameter 'foo'").await;
+    // Unsupported values of optional parameters are errors under strict handling (K5, P7).
+    assert_outcome(
+        get(&s, "$export?includeAssociatedData=Bogus").await,
+        400,
+        "includeAssociatedData 'Bogus'",
+    )
+    .await;
+    assert_outcome(
+        get(&s, "$export?_elements=Observation.code.coding").await,
+        400,
+        "Observation.code.coding",
+    )
+    .await;
+    assert_outcome(
+        get(&s, "$export?_typeFilter=Observation%3Ffoo%3D1").await,
+        400,
+        "no search parameter 'foo'",
+    )
+    .await;
     assert_outcome(
         get(&s, "Patient/$export?_type=Practitioner").await,
         400,
@@ -177,7 +192,7 @@ async fn lenient_ignores_with_warnings() {
     let s = TestServer::start().await;
     s.load_synthea().await;
     let r = http()
-        .get(s.url("$export?_type=Device,Banana&color=blue&organizeOutputBy=Patient"))
+        .get(s.url("$export?_type=Device,Banana&color=blue&includeAssociatedData=Bogus"))
         .header("Accept", "application/fhir+json")
         .header("Prefer", "respond-async, handling=lenient")
         .send()
@@ -202,5 +217,7 @@ async fn lenient_ignores_with_warnings() {
         "one OperationOutcome per ignored parameter: {text}"
     );
     assert!(lines.iter().all(|l| l["issue"][0]["severity"] == "warning"));
-    assert!(text.contains("Banana") && text.contains("color") && text.contains("organizeOutputBy"));
+    assert!(
+        text.contains("Banana") && text.contains("color") && text.contains("includeAssociatedData")
+    );
 }

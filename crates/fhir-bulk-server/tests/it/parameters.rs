@@ -15,11 +15,18 @@ fn codings<'a>(v: &'a Value, field: &str) -> Vec<&'a Value> {
         Some(o) => vec![o],
         None => vec![],
     };
-    items.into_iter().flat_map(|cc| cc["coding"].as_array().into_iter().flatten()).collect()
+    items
+        .into_iter()
+        .flat_map(|cc| cc["coding"].as_array().into_iter().flatten())
+        .collect()
 }
 
 fn ids_where(t: &str, pred: impl Fn(&Value) -> bool) -> BTreeSet<String> {
-    synthea()[t].iter().filter(|(_, r)| pred(r)).map(|(id, _)| id.clone()).collect()
+    synthea()[t]
+        .iter()
+        .filter(|(_, r)| pred(r))
+        .map(|(id, _)| id.clone())
+        .collect()
 }
 
 async fn export(s: &TestServer, query: &str) -> BTreeMap<String, BTreeSet<String>> {
@@ -32,30 +39,63 @@ async fn type_filters_select_exactly() {
     let s = TestServer::start().await;
     s.load_synthea().await;
 
-    let lab = ids_where("Observation", |r| codings(r, "category").iter().any(|c| c["code"] == "laboratory"));
+    let lab = ids_where("Observation", |r| {
+        codings(r, "category")
+            .iter()
+            .any(|c| c["code"] == "laboratory")
+    });
     assert!(!lab.is_empty());
-    let got = export(&s, &format!("_type=Observation&_typeFilter={}", pct("Observation?category=laboratory"))).await;
+    let got = export(
+        &s,
+        &format!(
+            "_type=Observation&_typeFilter={}",
+            pct("Observation?category=laboratory")
+        ),
+    )
+    .await;
     assert_eq!(got["Observation"], lab, "Observation?category=laboratory");
 
     let hr = ids_where("Observation", |r| {
-        codings(r, "code").iter().any(|c| c["system"] == "http://loinc.org" && c["code"] == "8867-4")
+        codings(r, "code")
+            .iter()
+            .any(|c| c["system"] == "http://loinc.org" && c["code"] == "8867-4")
     });
-    let got = export(&s, &format!("_type=Observation&_typeFilter={}", pct("Observation?code=http://loinc.org|8867-4"))).await;
+    let got = export(
+        &s,
+        &format!(
+            "_type=Observation&_typeFilter={}",
+            pct("Observation?code=http://loinc.org|8867-4")
+        ),
+    )
+    .await;
     assert_eq!(got["Observation"], hr, "code=system|code");
 
     // Two filters for one type are OR'ed (P8b).
-    let vitals = ids_where("Observation", |r| codings(r, "category").iter().any(|c| c["code"] == "vital-signs"));
+    let vitals = ids_where("Observation", |r| {
+        codings(r, "category")
+            .iter()
+            .any(|c| c["code"] == "vital-signs")
+    });
     let q = format!(
         "_type=Observation&_typeFilter={}&_typeFilter={}",
         pct("Observation?category=vital-signs"),
         pct("Observation?code=http://loinc.org|8867-4")
     );
     let got = export(&s, &q).await;
-    assert_eq!(got["Observation"], vitals.union(&hr).cloned().collect::<BTreeSet<_>>());
+    assert_eq!(
+        got["Observation"],
+        vitals.union(&hr).cloned().collect::<BTreeSet<_>>()
+    );
 
     // Comma = OR within a parameter; filters on two types at once; an unfiltered type in _type is whole.
-    let meds = ids_where("MedicationRequest", |r| r["status"] == "active" || r["status"] == "completed");
-    let onset = ids_where("Condition", |r| r["onsetDateTime"].as_str().is_some_and(|d| &d[..10] >= "2015-01-01"));
+    let meds = ids_where("MedicationRequest", |r| {
+        r["status"] == "active" || r["status"] == "completed"
+    });
+    let onset = ids_where("Condition", |r| {
+        r["onsetDateTime"]
+            .as_str()
+            .is_some_and(|d| &d[..10] >= "2015-01-01")
+    });
     assert!(!onset.is_empty() && onset.len() < 639);
     let q = format!(
         "_type=MedicationRequest,Condition,Device&_typeFilter={}&_typeFilter={}",
@@ -71,20 +111,45 @@ async fn type_filters_select_exactly() {
     let both = ids_where("MedicationRequest", |r| {
         r["status"] == "active" && r["intent"] == "order"
     });
-    let got = export(&s, &format!("_type=MedicationRequest&_typeFilter={}", pct("MedicationRequest?status=active&intent=order"))).await;
-    assert_eq!(got.get("MedicationRequest").cloned().unwrap_or_default(), both);
+    let got = export(
+        &s,
+        &format!(
+            "_type=MedicationRequest&_typeFilter={}",
+            pct("MedicationRequest?status=active&intent=order")
+        ),
+    )
+    .await;
+    assert_eq!(
+        got.get("MedicationRequest").cloned().unwrap_or_default(),
+        both
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elements_keep_only_listed_and_tag_subsetted() {
     let s = TestServer::start().await;
     s.load_synthea().await;
-    let m = wait_manifest(&kickoff_get(&s.url("$export?_type=Patient,Device&_elements=Patient.gender,birthDate")).await).await;
+    let m = wait_manifest(
+        &kickoff_get(&s.url("$export?_type=Patient,Device&_elements=Patient.gender,birthDate"))
+            .await,
+    )
+    .await;
     let got = download_output(&m).await;
     assert_eq!(got["Patient"].len(), 100);
     for p in &got["Patient"] {
         let keys: BTreeSet<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
-        assert!(keys.is_subset(&BTreeSet::from(["resourceType", "id", "meta", "gender", "birthDate", "_birthDate", "_gender"])), "{keys:?}");
+        assert!(
+            keys.is_subset(&BTreeSet::from([
+                "resourceType",
+                "id",
+                "meta",
+                "gender",
+                "birthDate",
+                "_birthDate",
+                "_gender"
+            ])),
+            "{keys:?}"
+        );
         assert!(keys.contains("gender"));
         let tags = p["meta"]["tag"].as_array().unwrap();
         assert!(tags.iter().any(|t| t["code"] == "SUBSETTED"));

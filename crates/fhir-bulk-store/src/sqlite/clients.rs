@@ -110,8 +110,9 @@ pub(super) fn delete(tx: &Transaction<'_>, tenant: &str, id: &str) -> Result<boo
     Ok(n > 0)
 }
 
-/// Inserts the jti unless a live row has it. An expired row with the same jti is replaced:
-/// the assertion it belonged to can no longer be accepted, so the jti is free again.
+/// Inserts the jti unless a live row has it. Expired rows go first (all of them: there are
+/// few, found by the expiry index), so an expired row with the same jti frees it: the
+/// assertion it belonged to can no longer be accepted anyway.
 pub(super) fn record_jti(
     tx: &Transaction<'_>,
     tenant: &str,
@@ -121,8 +122,8 @@ pub(super) fn record_jti(
 ) -> Result<bool> {
     let now = Instant::now().0;
     tx.execute(
-        "DELETE FROM assertion_jtis WHERE tenant = ?1 AND client_id = ?2 AND jti = ?3 AND expires_at < ?4",
-        params![tenant, client_id, jti, now],
+        "DELETE FROM assertion_jtis WHERE expires_at < ?1",
+        params![now],
     )?;
     let inserted = tx.execute(
         "INSERT INTO assertion_jtis (tenant, client_id, jti, expires_at) VALUES (?1, ?2, ?3, ?4)

@@ -26,7 +26,8 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-const UNIT_COLUMNS: &str = "job_id, seq, resource_type, kind, estimate, status, written, attempts";
+const UNIT_COLUMNS: &str =
+    "job_id, seq, resource_type, kind, estimate, status, written, attempts, done_seq";
 
 fn unit_from_row(r: &Row<'_>) -> rusqlite::Result<Unit> {
     let kind: String = r.get(3)?;
@@ -40,6 +41,7 @@ fn unit_from_row(r: &Row<'_>) -> rusqlite::Result<Unit> {
         done: status == "done",
         written: r.get::<_, i64>(6)? as u64,
         attempts: r.get(7)?,
+        done_seq: r.get(8)?,
     })
 }
 
@@ -229,8 +231,11 @@ pub(super) fn complete(
             written += f.count;
         }
     }
+    // done_seq numbers completions in commit order; the writer lock serialises completions,
+    // so the numbers are dense and never reused (the pages of a partial manifest, ST4).
     tx.execute(
-        "UPDATE job_units SET status = 'done', lease_owner = NULL, lease_until = NULL, written = ?3
+        "UPDATE job_units SET status = 'done', lease_owner = NULL, lease_until = NULL, written = ?3,
+           done_seq = (SELECT coalesce(max(done_seq), 0) + 1 FROM job_units WHERE job_id = ?1)
          WHERE job_id = ?1 AND seq = ?2",
         params![job_id, seq, written as i64],
     )?;

@@ -14,6 +14,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         "0002_auth.sql",
         include_str!("../../migrations/sqlite/0002_auth.sql"),
     ),
+    (
+        "0003_unit_order.sql",
+        include_str!("../../migrations/sqlite/0003_unit_order.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen, each in its own transaction.

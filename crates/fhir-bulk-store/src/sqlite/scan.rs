@@ -4,8 +4,9 @@
 //! the scan ends or the receiver is dropped (a cancelled unit stops reading at once).
 
 use super::Pool;
-use crate::{ExportChunk, ExportScan, PatientScope, Result, StoreError};
+use crate::{ExportChunk, ExportScan, ExportSet, OrganizedRow, PatientScope, Result, StoreError};
 use futures::stream::{self, BoxStream};
+use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -71,6 +72,80 @@ fn deleted_sql(scope: &PatientScope) -> String {
          WHERE r.tenant = ?1 AND r.type = ?2 AND r.deleted = 1
            AND r.last_updated > ?3 AND r.last_updated <= ?4{}",
         scope_sql(scope, "r")
+    )
+}
+
+/// The patients an organized scan makes blocks for, as a condition on `c.patient_id`.
+fn block_scope_sql(scope: &PatientScope) -> &'static str {
+    match scope {
+        PatientScope::All | PatientScope::AnyPatient => "",
+        PatientScope::Group(_) => {
+            " AND c.patient_id IN (SELECT m.member_id FROM group_members m
+                 WHERE m.tenant = ?1 AND m.group_id = ?5 AND m.member_type = 'Patient')"
+        }
+        PatientScope::Patients(_) => " AND c.patient_id IN (SELECT value FROM json_each(?5))",
+    }
+}
+
+/// The scope's parameter (`?5`), if its SQL has one.
+fn scope_param(scope: &PatientScope) -> Option<SqlValue> {
+    match scope {
+        PatientScope::Group(g) => Some(SqlValue::Text(g.clone())),
+        PatientScope::Patients(ids) => Some(SqlValue::Text(
+            serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()),
+        )),
+        PatientScope::All | PatientScope::AnyPatient => None,
+    }
+}
+
+/// Organized output (O2): every compartment row of the set's types, walked in the order of
+/// the `compartment_patient (tenant, patient_id, type)` index so rows come grouped by patient
+/// without sorting the export; only the rows of one patient are sorted, to put the focal
+/// Patient first. The JSON is the version at `until` (live row or superseded version, as in
+/// [`export_sql`]); NULL when neither is in the window, and the reader skips those rows. The
+/// unary `+` keeps SQLite on the primary key (one id) instead of a range of the type's
+/// superseded versions.
+fn organized_sql(scope: &PatientScope) -> String {
+    format!(
+        "SELECT c.patient_id, c.type,
+           COALESCE(
+             (SELECT r.json FROM resources r
+              WHERE r.tenant = c.tenant AND r.type = c.type AND r.id = c.id AND r.deleted = 0
+                AND r.last_updated > ?2 AND r.last_updated <= ?3),
+             (SELECT v.json FROM resource_versions v
+              WHERE v.tenant = c.tenant AND v.type = c.type AND v.id = c.id
+                AND v.last_updated > ?2 AND v.last_updated <= ?3 AND +v.superseded_at > ?3))
+         FROM compartment c INDEXED BY compartment_patient
+         WHERE c.tenant = ?1 AND c.type IN (SELECT value FROM json_each(?4)){}
+         ORDER BY c.patient_id, (c.type <> 'Patient' OR c.id <> c.patient_id), c.type, c.id",
+        block_scope_sql(scope)
+    )
+}
+
+fn organized_params(set: &ExportSet) -> Vec<SqlValue> {
+    let mut p = vec![
+        SqlValue::Text(set.tenant.clone()),
+        SqlValue::Integer(set.since.map_or(i64::MIN, |s| s.0)),
+        SqlValue::Integer(set.until.0),
+        SqlValue::Text(serde_json::to_string(&set.types).unwrap_or_else(|_| "[]".into())),
+    ];
+    p.extend(scope_param(&set.scope));
+    p
+}
+
+/// One resource as an export of the set returns it (`?2` type, `?6` id), or NULL (the `+` as
+/// in [`organized_sql`]).
+fn lookup_sql(scope: &PatientScope) -> String {
+    format!(
+        "SELECT COALESCE(
+           (SELECT r.json FROM resources r
+            WHERE r.tenant = ?1 AND r.type = ?2 AND r.id = ?6 AND r.deleted = 0
+              AND r.last_updated > ?3 AND r.last_updated <= ?4{}),
+           (SELECT v.json FROM resource_versions v
+            WHERE v.tenant = ?1 AND v.type = ?2 AND v.id = ?6
+              AND v.last_updated > ?3 AND v.last_updated <= ?4 AND +v.superseded_at > ?4{}))",
+        scope_sql(scope, "r"),
+        scope_sql(scope, "v")
     )
 }
 
@@ -157,4 +232,200 @@ pub(super) fn export_deleted(
         }
     });
     receiver_stream(rx)
+}
+
+pub(super) fn export_organized(
+    pool: Arc<Pool>,
+    set: ExportSet,
+    chunk_bytes: usize,
+) -> BoxStream<'static, Result<Vec<OrganizedRow>>> {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let result = pool.read_blocking(|c| {
+            let mut st = c.prepare(&organized_sql(&set.scope))?;
+            let mut rows = st.query(rusqlite::params_from_iter(organized_params(&set)))?;
+            let (mut chunk, mut bytes) = (Vec::new(), 0usize);
+            while let Some(row) = rows.next()? {
+                let Some(json) = row.get::<_, Option<Vec<u8>>>(2)? else {
+                    continue; // not in the window: changed after `until`, or before `_since`
+                };
+                bytes += json.len();
+                chunk.push(OrganizedRow {
+                    patient_id: row.get(0)?,
+                    resource_type: row.get(1)?,
+                    json,
+                });
+                if bytes >= chunk_bytes {
+                    bytes = 0;
+                    if tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                        return Ok(()); // the reader went away: stop scanning
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.blocking_send(Ok(chunk));
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    receiver_stream(rx)
+}
+
+/// Looks each `(type, id)` up as an export of `set` would return it; types outside the set
+/// give `None`. One prepared statement for the whole batch.
+pub(super) fn export_lookup(
+    c: &Connection,
+    set: &ExportSet,
+    refs: &[(String, String)],
+) -> Result<Vec<Option<Vec<u8>>>> {
+    let mut st = c.prepare_cached(&lookup_sql(&set.scope))?;
+    let scope = scope_param(&set.scope).unwrap_or(SqlValue::Null);
+    refs.iter()
+        .map(|(t, id)| {
+            if !set.types.iter().any(|x| x == t) {
+                return Ok(None);
+            }
+            let params = [
+                SqlValue::Text(set.tenant.clone()),
+                SqlValue::Text(t.clone()),
+                SqlValue::Integer(set.since.map_or(i64::MIN, |s| s.0)),
+                SqlValue::Integer(set.until.0),
+                scope.clone(),
+                SqlValue::Text(id.clone()),
+            ];
+            Ok(st.query_row(rusqlite::params_from_iter(params), |r| {
+                r.get::<_, Option<Vec<u8>>>(0)
+            })?)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sqlite::SqliteStore;
+    use crate::{ExportSet, NewJob, NewUnit, PatientScope, Store, UnitKind, Write};
+    use futures::StreamExt;
+    use serde_json::{Value, json};
+
+    async fn put(s: &SqliteStore, resources: Vec<Value>) {
+        let writes = resources
+            .into_iter()
+            .map(|r| Write::put(r).unwrap())
+            .collect();
+        s.write("t", writes).await.unwrap();
+    }
+
+    /// O2 and P7 reads see the job's snapshot: versions current at transactionTime, rows
+    /// grouped by patient with the patient's own Patient first, repeated per compartment.
+    #[tokio::test]
+    async fn organized_and_lookup_read_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        let obs = |id: &str, p: &str, v: &str| {
+            json!({"resourceType": "Observation", "id": id,
+            "status": v, "code": {}, "subject": {"reference": format!("Patient/{p}")}})
+        };
+        put(&s, vec![
+            json!({"resourceType": "Patient", "id": "p1"}),
+            json!({"resourceType": "Patient", "id": "p2"}),
+            obs("o1", "p1", "preliminary"),
+            json!({"resourceType": "Group", "id": "g", "type": "person", "actual": true, "member": [
+                {"entity": {"reference": "Patient/p1"}}, {"entity": {"reference": "Patient/p2"}}]}),
+        ])
+        .await;
+        // A running job keeps the versions its snapshot needs.
+        let job = s
+            .create_job(NewJob {
+                tenant: "t".into(),
+                id: "j".into(),
+                client_id: None,
+                request_url: "http://x/$export".into(),
+                params: json!({}),
+                units: vec![NewUnit {
+                    resource_type: "Patient".into(),
+                    kind: UnitKind::Output,
+                    estimate: 0,
+                }],
+                ttl_seconds: 60,
+            })
+            .await
+            .unwrap();
+        put(&s, vec![obs("o1", "p1", "final"), obs("o2", "p2", "final")]).await;
+        s.write("t", vec![Write::delete("Patient", "p2").unwrap()])
+            .await
+            .unwrap();
+
+        let set = |scope| ExportSet {
+            tenant: "t".into(),
+            types: vec!["Group".into(), "Observation".into(), "Patient".into()],
+            since: None,
+            until: job.transaction_time,
+            scope,
+        };
+        let rows: Vec<(String, String, Value)> = s
+            .export_organized(set(PatientScope::Group("g".into())), 10)
+            .flat_map(|chunk| futures::stream::iter(chunk.unwrap()))
+            .map(|r| {
+                let v: Value = serde_json::from_slice(&r.json).unwrap();
+                (r.patient_id, r.resource_type, v)
+            })
+            .collect()
+            .await;
+        let keys: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|(p, t, v)| (p.as_str(), t.as_str(), v["id"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("p1", "Patient", "p1"),
+                ("p1", "Group", "g"),
+                ("p1", "Observation", "o1"),
+                ("p2", "Patient", "p2"),
+                ("p2", "Group", "g"),
+            ]
+        );
+        assert_eq!(
+            rows[2].2["status"], "preliminary",
+            "the version at transactionTime"
+        );
+
+        let refs = [
+            ("Observation", "o1"),
+            ("Observation", "o2"),
+            ("Patient", "p2"),
+            ("Practitioner", "x"),
+        ]
+        .map(|(t, id)| (t.to_string(), id.to_string()))
+        .to_vec();
+        let found = s
+            .export_lookup(set(PatientScope::AnyPatient), refs)
+            .await
+            .unwrap();
+        let found: Vec<Option<Value>> = found
+            .into_iter()
+            .map(|j| j.map(|j| serde_json::from_slice(&j).unwrap()))
+            .collect();
+        assert_eq!(found[0].as_ref().unwrap()["status"], "preliminary");
+        assert!(found[1].is_none(), "written after transactionTime");
+        assert_eq!(
+            found[2].as_ref().unwrap()["id"],
+            "p2",
+            "deleted after transactionTime"
+        );
+        assert!(found[3].is_none(), "not a type of the set");
+        let only_p1 = s
+            .export_lookup(
+                set(PatientScope::Patients(vec!["p1".into()])),
+                vec![("Patient".into(), "p2".into())],
+            )
+            .await
+            .unwrap();
+        assert_eq!(only_p1, vec![None], "outside the scope");
+    }
 }

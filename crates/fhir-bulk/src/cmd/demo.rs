@@ -19,9 +19,14 @@ pub async fn fill_if_empty(store: &Arc<dyn Store>, patients: u64) -> anyhow::Res
     tokio::task::spawn_blocking(move || generate(&config, &out, &mut |_| {}))
         .await?
         .context("generating demo data")?;
-    let report = load_paths(store.as_ref(), DEFAULT_TENANT, &[dir.path().to_path_buf()], &NoProgress)
-        .await
-        .context("loading demo data")?;
+    let report = load_paths(
+        store.as_ref(),
+        DEFAULT_TENANT,
+        &[dir.path().to_path_buf()],
+        &NoProgress,
+    )
+    .await
+    .context("loading demo data")?;
     tracing::info!(
         patients,
         resources = report.resources,

@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap `Args` and its `run`.
 
+pub mod clients;
 pub mod demo;
 pub mod export;
 pub mod keygen;

@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 use fhir_bulk_server::ServerConfig;
+use fhir_bulk_server::auth::Secret;
+use fhir_bulk_server::config::ExternalIssuer;
 use fhir_bulk_store::Store;
 use fhir_bulk_store::sqlite::SqliteStore;
 use std::net::SocketAddr;
@@ -25,9 +27,41 @@ pub struct Args {
     /// The FHIR base is this plus /fhir. Default: http://<listen>.
     #[arg(long, env = "FHIR_BULK_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Serve without authorization (local demos only).
+    /// Serve without authorization (local demos only). By default every FHIR, export,
+    /// status and file request needs a SMART Backend Services bearer token.
     #[arg(long, env = "FHIR_BULK_NO_AUTH")]
     no_auth: bool,
+    /// Lifetime of the access tokens the token endpoint issues, in seconds (SMART: at most 300).
+    #[arg(long, env = "FHIR_BULK_TOKEN_LIFETIME_SECONDS", default_value_t = 300)]
+    token_lifetime_seconds: u64,
+    /// Turn on the client admin API ([base]/admin/clients) with the bearer token in this file
+    /// (at least 16 characters).
+    #[arg(long, env = "FHIR_BULK_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Also accept access tokens of this external OAuth server (their exact `iss`).
+    #[arg(
+        long,
+        env = "FHIR_BULK_EXTERNAL_ISSUER",
+        value_name = "URL",
+        requires_all = ["external_jwks_url", "external_audience"]
+    )]
+    external_issuer: Option<String>,
+    /// The JWKS URL of the external issuer's signing keys.
+    #[arg(
+        long,
+        env = "FHIR_BULK_EXTERNAL_JWKS_URL",
+        value_name = "URL",
+        requires = "external_issuer"
+    )]
+    external_jwks_url: Option<String>,
+    /// The `aud` the external issuer's tokens must carry for this server.
+    #[arg(
+        long,
+        env = "FHIR_BULK_EXTERNAL_AUDIENCE",
+        value_name = "AUD",
+        requires = "external_issuer"
+    )]
+    external_audience: Option<String>,
     /// Fill an empty store with synthetic demo data first.
     #[arg(long, env = "FHIR_BULK_DEMO")]
     demo: bool,
@@ -82,17 +116,73 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.file_max_resources = args.file_max_resources;
     config.file_max_bytes = args.file_max_bytes;
     config.max_exports_per_client = args.max_exports_per_client;
-    config.auth_enabled = false;
+    configure_auth(&args, &mut config)?;
     if args.no_auth {
         tracing::warn!(
             "AUTHORIZATION IS OFF (--no-auth): anyone who can reach this port can read and export every resource"
         );
+    } else {
+        let token_url = format!("{}/fhir/auth/token", config.public_url);
+        if store.client_count().await? == 0 && config.external_issuer.is_none() {
+            tracing::warn!(
+                "authorization is on but no client is registered, so nobody can log in: register one with \
+                 `fhir-bulk clients add --id ID --jwks jwks.json` (or --secret), or use --no-auth for a local demo"
+            );
+        }
+        tracing::info!(token_endpoint = %token_url, "SMART Backend Services authorization is on");
     }
     tracing::info!(base = %format!("{}/fhir", config.public_url), database = %args.database.display(), "fhir-bulk server listening");
     fhir_bulk_server::serve(listener, store, config, shutdown_signal())
         .await
         .context("the server stopped with an error")?;
     tracing::info!("server stopped");
+    Ok(())
+}
+
+/// The auth part of the config: on unless `--no-auth`, token lifetime, admin token,
+/// external issuer.
+fn configure_auth(args: &Args, config: &mut ServerConfig) -> anyhow::Result<()> {
+    config.auth_enabled = !args.no_auth;
+    if args.token_lifetime_seconds == 0 || args.token_lifetime_seconds > 3600 {
+        anyhow::bail!(
+            "--token-lifetime-seconds {} is out of range (1 to 3600; SMART recommends at most 300)",
+            args.token_lifetime_seconds
+        );
+    }
+    if args.token_lifetime_seconds > 300 {
+        tracing::warn!(
+            seconds = args.token_lifetime_seconds,
+            "access tokens will live longer than the 300 seconds SMART Backend Services recommends"
+        );
+    }
+    config.token_lifetime = Duration::from_secs(args.token_lifetime_seconds);
+    if let Some(path) = &args.admin_token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+        let token = text.trim();
+        if token.len() < 16 || token.contains(char::is_whitespace) {
+            anyhow::bail!(
+                "the admin token in {} must be one word of at least 16 characters (e.g. `openssl rand -hex 32`)",
+                path.display()
+            );
+        }
+        config.admin_token = Some(Secret::new(token));
+        tracing::info!("the client admin API is on at [base]/admin/clients");
+    }
+    if let (Some(issuer), Some(jwks_url), Some(audience)) = (
+        &args.external_issuer,
+        &args.external_jwks_url,
+        &args.external_audience,
+    ) {
+        fhir_bulk_server::auth::registry::validate_jwks_url(jwks_url)
+            .map_err(|e| anyhow::anyhow!("--external-jwks-url: {e}"))?;
+        config.external_issuer = Some(ExternalIssuer {
+            issuer: issuer.clone(),
+            jwks_url: jwks_url.clone(),
+            audience: audience.clone(),
+        });
+        tracing::info!(issuer = %issuer, "access tokens of the external issuer are accepted");
+    }
     Ok(())
 }
 

@@ -13,25 +13,45 @@ use std::sync::Arc;
 
 fn synthea_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea-100");
-    assert!(dir.is_dir(), "the Synthea data set is missing at {}", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the Synthea data set is missing at {}",
+        dir.display()
+    );
     dir
 }
 
 /// A server loaded with Synthea, running in this process; returns its FHIR base.
 async fn server(dir: &Path) -> String {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("db.sqlite")).await.unwrap());
-    load_paths(store.as_ref(), DEFAULT_TENANT, &[synthea_dir()], &NoProgress).await.unwrap();
+    load_paths(
+        store.as_ref(),
+        DEFAULT_TENANT,
+        &[synthea_dir()],
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let config = ServerConfig::new(format!("http://{addr}"), dir.join("files"));
-    tokio::spawn(fhir_bulk_server::serve(listener, store, config, std::future::pending()));
+    tokio::spawn(fhir_bulk_server::serve(
+        listener,
+        store,
+        config,
+        std::future::pending(),
+    ));
     format!("http://{addr}/fhir")
 }
 
 /// Runs `fhir-bulk export` (blocking, off the runtime threads) and returns its exit code.
 async fn export(args: Vec<String>) -> i32 {
     tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_fhir-bulk")).arg("export").args(&args).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_fhir-bulk"))
+            .arg("export")
+            .args(&args)
+            .output()
+            .unwrap();
         if !out.status.success() {
             eprintln!("{}", String::from_utf8_lossy(&out.stderr));
         }
@@ -52,8 +72,19 @@ fn downloaded(out: &Path) -> BTreeMap<String, BTreeSet<String>> {
         for line in std::fs::read_to_string(&p).unwrap().lines() {
             let v: Value = serde_json::from_str(line).unwrap();
             let t = v["resourceType"].as_str().unwrap().to_string();
-            assert!(p.file_name().unwrap().to_str().unwrap().starts_with(&format!("{t}.")));
-            assert!(got.entry(t).or_default().insert(v["id"].as_str().unwrap().to_string()), "duplicate");
+            assert!(
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(&format!("{t}."))
+            );
+            assert!(
+                got.entry(t)
+                    .or_default()
+                    .insert(v["id"].as_str().unwrap().to_string()),
+                "duplicate"
+            );
         }
     }
     got
@@ -72,7 +103,9 @@ fn synthea_ids(types: Option<&[&str]>) -> BTreeMap<String, BTreeSet<String>> {
         }
         for line in std::fs::read_to_string(&p).unwrap().lines() {
             let v: Value = serde_json::from_str(line).unwrap();
-            want.entry(t.clone()).or_default().insert(v["id"].as_str().unwrap().to_string());
+            want.entry(t.clone())
+                .or_default()
+                .insert(v["id"].as_str().unwrap().to_string());
         }
     }
     want
@@ -83,12 +116,19 @@ async fn system_export_downloads_everything() {
     let dir = tempfile::tempdir().unwrap();
     let base = server(dir.path()).await;
     let out = dir.path().join("out");
-    let code = export(vec![base.clone(), "--out".into(), out.display().to_string()]).await;
+    let code = export(vec![
+        base.clone(),
+        "--out".into(),
+        out.display().to_string(),
+    ])
+    .await;
     assert_eq!(code, 0);
     assert_eq!(downloaded(&out), synthea_ids(None));
-    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert!(summary.to_string().contains("38473"), "{summary}");
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert!(manifest["output"].as_array().unwrap().len() >= 18);
 }
 
@@ -108,7 +148,10 @@ async fn group_and_patient_exports_with_parameters() {
     ])
     .await;
     assert_eq!(code, 0);
-    assert_eq!(downloaded(&out), synthea_ids(Some(&["Patient", "Condition"])));
+    assert_eq!(
+        downloaded(&out),
+        synthea_ids(Some(&["Patient", "Condition"]))
+    );
 
     // _typeFilter and _elements pass through to the server (P8, P5).
     let out = dir.path().join("patients");
@@ -127,23 +170,44 @@ async fn group_and_patient_exports_with_parameters() {
     .await;
     assert_eq!(code, 0);
     let got = downloaded(&out);
-    let active: BTreeSet<String> = std::fs::read_to_string(synthea_dir().join("MedicationRequest.ndjson"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["status"] == "active")
-        .map(|v| v["id"].as_str().unwrap().to_string())
-        .collect();
+    let active: BTreeSet<String> =
+        std::fs::read_to_string(synthea_dir().join("MedicationRequest.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["status"] == "active")
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .collect();
     assert_eq!(got["MedicationRequest"], active);
     let patient_file = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("Patient."))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("Patient.")
+        })
         .unwrap();
-    let first: Value = serde_json::from_str(std::fs::read_to_string(patient_file).unwrap().lines().next().unwrap()).unwrap();
+    let first: Value = serde_json::from_str(
+        std::fs::read_to_string(patient_file)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert!(first.get("name").is_none() && first.get("gender").is_some());
 
     // A bad parameter is one clear line and exit code 4 (the server rejected the request).
-    let code = export(vec![base, "--type".into(), "Banana".into(), "--out".into(), dir.path().join("bad").display().to_string()]).await;
+    let code = export(vec![
+        base,
+        "--type".into(),
+        "Banana".into(),
+        "--out".into(),
+        dir.path().join("bad").display().to_string(),
+    ])
+    .await;
     assert_eq!(code, 4);
 }
