@@ -1,25 +1,15 @@
 //! The `fhir-bulk export` command against our own server, end to end: every file it writes
 //! matches what the server holds (computed from the Synthea files, not from the server).
 
+use crate::support::*;
 use fhir_bulk_server::ServerConfig;
 use fhir_bulk_server::ingest::{NoProgress, load_paths};
 use fhir_bulk_store::sqlite::SqliteStore;
 use fhir_bulk_store::{DEFAULT_TENANT, Store};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
-
-fn synthea_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea-100");
-    assert!(
-        dir.is_dir(),
-        "the Synthea data set is missing at {}",
-        dir.display()
-    );
-    dir
-}
 
 /// A server loaded with Synthea, running in this process; returns its FHIR base.
 async fn server(dir: &Path) -> String {
@@ -44,71 +34,11 @@ async fn server(dir: &Path) -> String {
     format!("http://{addr}/fhir")
 }
 
-/// Runs `fhir-bulk export` (blocking, off the runtime threads) and returns its exit code.
+/// Runs `fhir-bulk export ARGS…`; returns its exit code.
 async fn export(args: Vec<String>) -> i32 {
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_fhir-bulk"))
-            .arg("export")
-            .args(&args)
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-        }
-        out.status.code().unwrap_or(-1)
-    })
-    .await
-    .unwrap()
-}
-
-/// Ids per type of the NDJSON files the client wrote, asserting no duplicate.
-fn downloaded(out: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    let mut got: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for e in std::fs::read_dir(out).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().and_then(|x| x.to_str()) != Some("ndjson") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&p).unwrap().lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            let t = v["resourceType"].as_str().unwrap().to_string();
-            assert!(
-                p.file_name()
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .starts_with(&format!("{t}."))
-            );
-            assert!(
-                got.entry(t)
-                    .or_default()
-                    .insert(v["id"].as_str().unwrap().to_string()),
-                "duplicate"
-            );
-        }
-    }
-    got
-}
-
-fn synthea_ids(types: Option<&[&str]>) -> BTreeMap<String, BTreeSet<String>> {
-    let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for e in std::fs::read_dir(synthea_dir()).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().and_then(|x| x.to_str()) != Some("ndjson") {
-            continue;
-        }
-        let t = p.file_stem().unwrap().to_str().unwrap().to_string();
-        if types.is_some_and(|ts| !ts.contains(&t.as_str())) {
-            continue;
-        }
-        for line in std::fs::read_to_string(&p).unwrap().lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            want.entry(t.clone())
-                .or_default()
-                .insert(v["id"].as_str().unwrap().to_string());
-        }
-    }
-    want
+    let mut all = vec!["export".to_string()];
+    all.extend(args);
+    run(all).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,4 +140,139 @@ async fn group_and_patient_exports_with_parameters() {
     ])
     .await;
     assert_eq!(code, 4);
+}
+
+/// SMART Backend Services end to end: keys made by `keygen`, clients registered with
+/// `clients add`, the server process with auth on, and exports signed with ES384, RS384 and a
+/// client secret (checklist §12–§15, CL1–CL2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_exports_with_es384_rs384_and_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let db = p("db.sqlite");
+    loaded_db(Path::new(&db)).await;
+    for alg in ["ES384", "RS384"] {
+        let (code, _) = run(vec![
+            "keygen".into(),
+            "--alg".into(),
+            alg.into(),
+            "--out".into(),
+            p(alg),
+        ])
+        .await;
+        assert_eq!(code, 0);
+        let jwks = format!("{}/jwks.json", p(alg));
+        let add = vec![
+            "clients",
+            "add",
+            "--database",
+            &db,
+            "--id",
+            alg,
+            "--jwks",
+            &jwks,
+            "--scope",
+            "system/*.rs",
+        ];
+        assert_eq!(run(add.into_iter().map(String::from).collect()).await.0, 0);
+    }
+    let add = vec![
+        "clients",
+        "add",
+        "--database",
+        &db,
+        "--id",
+        "etl",
+        "--secret",
+        "--scope",
+        "system/*.read",
+    ];
+    let (code, secret) = run(add.into_iter().map(String::from).collect()).await;
+    assert_eq!(code, 0);
+    std::fs::write(p("etl.secret"), secret.trim()).unwrap();
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/fhir");
+    let mut server = spawn_server(Path::new(&db), Path::new(&p("files")), port, &[]);
+    wait_up(&base).await;
+
+    let key = |alg: &str| format!("{}/private-key.pem", p(alg));
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let code = export(args(&[
+        &base,
+        "--client-id",
+        "ES384",
+        "--key",
+        &key("ES384"),
+        "--type",
+        "Patient,Device",
+        "--out",
+        &p("o1"),
+    ]))
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        downloaded(Path::new(&p("o1"))),
+        synthea_ids(Some(&["Patient", "Device"]))
+    );
+
+    let code = export(args(&[
+        &base,
+        "--patient-level",
+        "--client-id",
+        "RS384",
+        "--key",
+        &key("RS384"),
+        "--type",
+        "Patient,Condition",
+        "--out",
+        &p("o2"),
+    ]))
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        downloaded(Path::new(&p("o2"))),
+        synthea_ids(Some(&["Patient", "Condition"]))
+    );
+
+    let secret_file = p("etl.secret");
+    let code = export(args(&[
+        &base,
+        "--group",
+        SYNTHEA_GROUP,
+        "--client-id",
+        "etl",
+        "--secret-file",
+        &secret_file,
+        "--scope",
+        "system/*.read",
+        "--type",
+        "Patient",
+        "--out",
+        &p("o3"),
+    ]))
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        downloaded(Path::new(&p("o3"))),
+        synthea_ids(Some(&["Patient"]))
+    );
+
+    // No credentials against a protected server: an auth failure (exit 3), not a crash.
+    let code = export(args(&[&base, "--type", "Patient", "--out", &p("o4")])).await;
+    assert_eq!(code, 3);
+    // A wrong key for a registered client is refused at the token endpoint.
+    let code = export(args(&[
+        &base,
+        "--client-id",
+        "ES384",
+        "--key",
+        &key("RS384"),
+        "--out",
+        &p("o5"),
+    ]))
+    .await;
+    assert_eq!(code, 3);
+    server.kill().unwrap();
+    let _ = server.wait();
 }

@@ -1,82 +1,33 @@
 //! A server killed with SIGKILL in the middle of an export finishes the job after a restart,
 //! with every resource exactly once (design: jobs are rows, work is leased).
 
-use fhir_bulk_server::ingest::{NoProgress, load_paths};
-use fhir_bulk_store::sqlite::SqliteStore;
-use fhir_bulk_store::{DEFAULT_TENANT, Store};
+use crate::support::{free_port, loaded_db, spawn_server, synthea_dir, wait_up};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-fn synthea_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea-100");
-    assert!(
-        dir.is_dir(),
-        "the Synthea data set is missing at {}",
-        dir.display()
-    );
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(db: &Path, out: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fhir-bulk"))
-        .args([
-            "serve",
+    spawn_server(
+        db,
+        out,
+        port,
+        &[
             "--no-auth",
             "--lease-seconds",
             "2",
             "--file-max-resources",
             "100",
-        ])
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--database")
-        .arg(db)
-        .arg("--output")
-        .arg(out)
-        .env("FHIR_BULK_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_up(base: &str) {
-    let started = Instant::now();
-    while reqwest::get(format!("{base}/metadata")).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_export_then_restart_completes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let (db, out) = (dir.path().join("db.sqlite"), dir.path().join("files"));
-    {
-        let store = SqliteStore::open(&db).await.unwrap();
-        load_paths(
-            &store as &dyn Store,
-            DEFAULT_TENANT,
-            &[synthea_dir()],
-            &NoProgress,
-        )
-        .await
-        .unwrap();
-    }
+    loaded_db(&db).await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}/fhir");
     let mut server = start(&db, &out, port);

@@ -2,3 +2,4 @@
 
 mod client_e2e;
 mod crash;
+mod support;
