@@ -5,35 +5,7 @@
 //! [`redact_url`], because signed storage URLs (V2: S3, Azure Blob) carry their credential in
 //! the query string.
 
-use std::fmt;
-
-/// A string that is never shown: `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that has to send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use fhir_bulk_spec::secret::Secret;
 
 /// Query parameter names whose values are credentials in signed URLs (AWS `X-Amz-Signature`,
 /// `X-Amz-Credential`, Azure `sig`, GCS `X-Goog-Signature`, generic `token`/`key`).

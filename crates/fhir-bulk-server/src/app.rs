@@ -1,15 +1,20 @@
 //! Shared state, the router, and `serve`.
 //!
 //! The router is the API map (house rule 8): one route per line, in the order of the spec.
+//! Every FHIR base has the same routes: `/fhir`, and with tenants on `/{tenant}/fhir`, which
+//! [`tenant::route`] maps onto them before routing.
 
 use crate::auth::{self, Auth};
 use crate::config::ServerConfig;
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::sink::LocalSink;
+use crate::tenant::{self, RateLimiter};
 use crate::{files, kickoff, metadata, rest, status};
 use axum::Router;
+use axum::extract::State;
 use axum::http::Uri;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use fhir_bulk_store::Store;
 use std::future::Future;
@@ -17,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tower::Layer;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -31,6 +37,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// JWKS cache and access token keys (SMART Backend Services).
     pub auth: Arc<Auth>,
+    /// The tenants' request rates (per node; see [`tenant`]).
+    pub limiter: Arc<RateLimiter>,
 }
 
 /// The HTTP API.
@@ -76,16 +84,25 @@ pub fn router(state: AppState) -> Router {
             get(rest::read).put(rest::update).delete(rest::delete),
         )
         .method_not_allowed_fallback(method_not_allowed);
-    Router::new()
+    let bases = Router::new()
         .nest("/fhir", fhir)
         .fallback(not_found)
+        .with_state(state.clone());
+    // Tenants are mapped onto `/fhir` before routing, so the gate wraps the whole router.
+    let gated = from_fn_with_state(state, tenant::route).layer(bases);
+    Router::new()
+        .fallback_service(gated)
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
 }
 
-async fn not_found(uri: Uri) -> ApiError {
+async fn not_found(State(state): State<AppState>, uri: Uri) -> ApiError {
+    let bases = if state.config.tenants_enabled {
+        "/fhir, or /{tenant}/fhir for a tenant"
+    } else {
+        "/fhir"
+    };
     ApiError::NotFound(format!(
-        "there is nothing at {}; the FHIR base is /fhir",
+        "there is nothing at {}; the FHIR base is {bases}",
         uri.path()
     ))
 }
@@ -113,6 +130,7 @@ pub async fn serve(
         sink,
         wake: engine.waker(),
         auth,
+        limiter: Arc::new(RateLimiter::default()),
     };
     let app = router(state);
     let result = axum::serve(listener, app)

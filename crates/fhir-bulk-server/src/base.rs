@@ -1,7 +1,7 @@
 //! Which tenant and FHIR base URL a request is for.
 //!
-//! Single-tenant installs serve `/fhir`; with tenants (a later step) each tenant has
-//! `/{tenant}/fhir`. Handlers take a [`Base`] and never build URLs by hand, so every link we
+//! Single-tenant installs serve `/fhir`; with tenants (`serve --tenants`) each tenant has
+//! `/{tenant}/fhir` too, checked and mapped onto the same routes by [`crate::tenant::route`]. Handlers take a [`Base`] and never build URLs by hand, so every link we
 //! send (Content-Location, manifest URLs, Location) is absolute and right for the tenant.
 
 use crate::app::AppState;

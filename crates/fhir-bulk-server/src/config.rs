@@ -38,10 +38,14 @@ pub struct ServerConfig {
     pub token_lifetime: Duration,
     /// The bearer token of the admin API (`[base]/admin/clients`); `None` turns it off.
     pub admin_token: Option<Secret>,
-    /// An OAuth server whose access tokens are trusted besides our own.
+    /// An OAuth server whose access tokens are trusted besides our own. Global: its tokens
+    /// are accepted on every tenant's base (each tenant's jobs stay its own).
     pub external_issuer: Option<ExternalIssuer>,
     /// Shortest time between two fetches of one JWKS URL caused by an unknown `kid`.
     pub jwks_refetch_interval: Duration,
+    /// Serve a base per tenant of the store, `/{tenant}/fhir`, besides `/fhir` (the default
+    /// tenant). Off: only `/fhir`, and tenant limits are not enforced.
+    pub tenants_enabled: bool,
 }
 
 /// An external OAuth server (an IdP) whose access tokens we accept: signed with a key of
@@ -77,6 +81,7 @@ impl ServerConfig {
             admin_token: None,
             external_issuer: None,
             jwks_refetch_interval: Duration::from_secs(10),
+            tenants_enabled: false,
         }
     }
 }

@@ -12,9 +12,12 @@ pub enum ApiError {
     /// 400: the request is malformed or a parameter is not acceptable.
     #[error("{0}")]
     BadRequest(String),
-    /// 401: no valid bearer token (`WWW-Authenticate` is sent).
+    /// 401: the bearer token is invalid or expired (`WWW-Authenticate` with `invalid_token`).
     #[error("{0}")]
     Unauthorized(String),
+    /// 401: no bearer token at all (`WWW-Authenticate` without an error code, RFC 6750 §3.1).
+    #[error("{0}")]
+    NoToken(String),
     /// 403: the token does not allow this.
     #[error("{0}")]
     Forbidden(String),
@@ -67,7 +70,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::NoToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -86,7 +89,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) | ApiError::Unprocessable(_) => "invalid",
-            ApiError::Unauthorized(_) => "login",
+            ApiError::Unauthorized(_) | ApiError::NoToken(_) => "login",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) | ApiError::Gone(_) => "not-found",
             ApiError::MethodNotAllowed(_)
@@ -123,6 +126,12 @@ impl IntoResponse for ApiError {
                 h.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"fhir-bulk\", error=\"invalid_token\""),
+                );
+            }
+            ApiError::NoToken(_) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"fhir-bulk\""),
                 );
             }
             ApiError::TooManyRequests { retry_after, .. } => {

@@ -228,6 +228,26 @@ async fn kickoff(
         });
     }
 
+    // The tenant's limit, counted in the store so it holds across nodes (`tenant`).
+    if state.config.tenants_enabled
+        && let Some(max) = state
+            .store
+            .tenant(tenant)
+            .await?
+            .and_then(|t| t.max_exports)
+    {
+        let running = state.store.tenant_active_jobs(tenant).await?;
+        if running >= max {
+            return Err(ApiError::TooManyRequests {
+                message: format!(
+                    "{running} exports are already running in tenant '{tenant}' (its limit is {max}); \
+                     wait for one to finish or DELETE it"
+                ),
+                retry_after: 30,
+            });
+        }
+    }
+
     // Units (`engine::plan`): without `_type`, every type held that the level covers and the
     // caller may read (P4, K9).
     let counts = state.store.type_counts(tenant).await?;

@@ -5,6 +5,7 @@
 //! - [`app`]: shared state and the router — the API map, one route per line in spec order.
 //! - [`error`]: the one mapping from errors to HTTP status + `OperationOutcome`.
 //! - [`base`]: which tenant and FHIR base URL a request is for.
+//! - [`tenant`]: tenants at the edge: routing `/{tenant}/fhir`, unknown tenants, rate limits.
 //! - [`kickoff`], [`status`], [`files`]: the bulk data endpoints (§1–§7); [`manifest`] builds
 //!   the manifest and its pages from a job's committed files.
 //! - [`engine`]: the export job runner — workers claim units with leases and write files.
@@ -30,6 +31,7 @@ pub mod metadata;
 pub mod rest;
 pub mod sink;
 pub mod status;
+pub mod tenant;
 
 pub use app::{AppState, router, serve};
 pub use config::ServerConfig;

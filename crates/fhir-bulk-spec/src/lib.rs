@@ -17,6 +17,8 @@
 //! - [`elements`]: `_elements` subsetting (P5).
 //! - [`manifest`]: the completion manifest, written by the server and read leniently by the client.
 //! - [`progress`]: `X-Progress` and `Retry-After` as clients meet them in the wild.
+//! - [`scope`]: SMART v1/v2 scopes and what they allow.
+//! - [`secret`]: credentials that never print.
 
 pub mod bundle;
 pub mod compartment;
@@ -30,6 +32,7 @@ pub mod outcome;
 pub mod progress;
 pub mod resource_type;
 pub mod scope;
+pub mod secret;
 pub mod type_filter;
 
 /// The FHIR `application/fhir+json` media type.

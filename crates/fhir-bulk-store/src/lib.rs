@@ -16,6 +16,7 @@
 //! - [`export`]: what an export unit reads ([`ExportScan`]) and the chunks it gets back.
 //! - [`job`]: export jobs, units, leases and files.
 //! - [`client`]: registered SMART Backend Services clients.
+//! - [`tenant`]: the tenants of a multi-tenant server and their limits.
 //! - [`sqlite`]: the embedded default backend.
 
 pub mod client;
@@ -25,6 +26,7 @@ pub mod job;
 pub mod resource;
 pub mod search;
 pub mod sqlite;
+pub mod tenant;
 
 pub use client::{Client, Credential, NewClient};
 pub use error::StoreError;
@@ -32,13 +34,14 @@ pub use export::{ExportChunk, ExportScan, ExportSet, OrganizedRow, PatientScope}
 pub use job::{FileKind, Job, JobFile, JobStatus, NewJob, NewUnit, Unit, UnitKind};
 pub use resource::{StoredResource, Write, WriteResult, WriteSummary};
 pub use search::{SearchPage, SearchQuery};
+pub use tenant::{NewTenant, Tenant};
 
 use async_trait::async_trait;
 use fhir_bulk_spec::instant::Instant;
 use futures::stream::BoxStream;
 use std::time::Duration;
 
-/// The tenant of single-tenant installs.
+/// The tenant of single-tenant installs, served at the plain `/fhir` base. It always exists.
 pub const DEFAULT_TENANT: &str = "default";
 
 /// Result of store calls.
@@ -135,6 +138,10 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs of a client that are not finished (queued or running), for the concurrency limit.
     async fn active_jobs(&self, tenant: &str, client_id: Option<&str>) -> Result<u64>;
 
+    /// Jobs of all clients of a tenant that are not finished, for the tenant's limit. Counted
+    /// in the store, so the limit holds across nodes.
+    async fn tenant_active_jobs(&self, tenant: &str) -> Result<u64>;
+
     /// Claims the next unit whose job is running and whose unit is pending or whose lease
     /// expired. The lease lasts `lease`; the owner renews it with [`Store::heartbeat`].
     async fn claim_unit(&self, node: &str, lease: Duration) -> Result<Option<(Job, Unit)>>;
@@ -221,4 +228,21 @@ pub trait Store: Send + Sync + 'static {
     /// The server secret `name` of a tenant, created from `candidate` if it does not exist
     /// yet. Every caller (every node) gets the same value: the first one stored wins.
     async fn server_secret(&self, tenant: &str, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>>;
+
+    // ---- tenants ----
+
+    /// Adds a tenant. [`StoreError::Invalid`] if it exists (the default tenant always does).
+    async fn create_tenant(&self, tenant: NewTenant) -> Result<Tenant>;
+
+    /// A tenant; the default tenant is always there.
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>>;
+
+    /// All tenants, by id (the default tenant included).
+    async fn tenants(&self) -> Result<Vec<Tenant>>;
+
+    /// Removes a tenant with everything it holds: resources, Groups, clients, secrets and
+    /// the replay cache are deleted, its jobs are marked cancelled (servers purge their
+    /// files). `false` if there was no such tenant. [`StoreError::Invalid`] for the default
+    /// tenant, which cannot be removed.
+    async fn delete_tenant(&self, id: &str) -> Result<bool>;
 }

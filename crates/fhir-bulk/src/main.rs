@@ -37,6 +37,8 @@ enum Command {
     Keygen(cmd::keygen::Args),
     /// Register, list, rotate and remove the SMART Backend Services clients of a store.
     Clients(cmd::clients::Args),
+    /// Add, list and remove the tenants of a store (served by `serve --tenants`).
+    Tenants(cmd::tenants::Args),
 }
 
 /// Usage errors (bad flags) exit with 2, as clap does.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
             Command::Export(args) => cmd::export::run(args).await,
             Command::Keygen(args) => report(cmd::keygen::run(args).await),
             Command::Clients(args) => report(cmd::clients::run(args).await),
+            Command::Tenants(args) => report(cmd::tenants::run(args).await),
         }
     })
 }

@@ -17,6 +17,13 @@
 //! `scope` the granted scopes, `tenant`, `iat`, `exp`, `jti`. The header `typ` is `at+jwt`
 //! (RFC 9068), so a client assertion or an ID token can never pass as one.
 //!
+//! # Tenants
+//! A token is good for one tenant only, twice over: its `tenant` claim (and `iss`/`aud`,
+//! the tenant's base) must be the tenant of the request, and it must verify under that
+//! tenant's own key. A token that names another tenant is refused with 403 ("not valid for
+//! this tenant") before any key is tried; one that names this tenant but was signed with
+//! another key is a 401 like any forgery.
+//!
 //! # External issuer
 //! With `serve --external-issuer`, tokens whose `iss` is that issuer are verified with a key
 //! from its JWKS (asymmetric algorithms only), must carry its configured `aud`, and map
@@ -155,6 +162,9 @@ impl AccessTokens {
                 "the bearer token is not an access token issued by this server".into(),
             ));
         }
+        if peek_claim(token, "tenant").is_some_and(|t| t != base.tenant) {
+            return Err(other_tenant(base));
+        }
         let key = self.key(store, &base.tenant).await?;
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = LEEWAY_SECONDS;
@@ -171,9 +181,7 @@ impl AccessTokens {
             })?
             .claims;
         if claims.tenant != base.tenant {
-            return Err(ApiError::Unauthorized(
-                "the bearer token was issued for another tenant".into(),
-            ));
+            return Err(other_tenant(base));
         }
         Ok(Holder {
             client_id: claims.client_id,
@@ -183,12 +191,27 @@ impl AccessTokens {
     }
 }
 
+/// 403: a token of ours for another tenant.
+fn other_tenant(base: &Base) -> ApiError {
+    ApiError::Forbidden(format!(
+        "the access token is not valid for this tenant: it was issued for another tenant's base; \
+         get a token for '{}' at {}",
+        base.tenant,
+        base.join("auth/token")
+    ))
+}
+
 /// The `iss` of a JWT, read without checking anything (to route it to a verifier).
 pub fn peek_issuer(token: &str) -> Option<String> {
+    peek_claim(token, "iss")
+}
+
+/// A string claim of a JWT, read without checking anything.
+fn peek_claim(token: &str, name: &str) -> Option<String> {
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("iss").and_then(Value::as_str).map(str::to_string)
+    v.get(name).and_then(Value::as_str).map(str::to_string)
 }
 
 /// Algorithms accepted from an external issuer: asymmetric only.

@@ -205,7 +205,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(|(_, t)| t.trim())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                ApiError::Unauthorized(format!(
+                ApiError::NoToken(format!(
                     "this request needs Authorization: Bearer <access token>; get one at {} (SMART Backend Services)",
                     smart::token_endpoint(&base)
                 ))

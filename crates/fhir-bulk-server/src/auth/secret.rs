@@ -11,36 +11,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
-use std::fmt;
 
-/// A credential in memory: a client secret, an admin token, a client assertion. `Debug`
-/// and `Display` are redacted, so it cannot reach a log line or an error by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that must use it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use fhir_bulk_spec::secret::Secret;
 
 /// `n` bytes from the operating system's random source.
 pub fn random_bytes(n: usize) -> Vec<u8> {
@@ -51,7 +23,7 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 
 /// A new client secret: 32 random bytes as base64url (43 characters).
 pub fn generate_client_secret() -> Secret {
-    Secret(URL_SAFE_NO_PAD.encode(random_bytes(32)))
+    Secret::new(URL_SAFE_NO_PAD.encode(random_bytes(32)))
 }
 
 const SCHEME: &str = "sha256";

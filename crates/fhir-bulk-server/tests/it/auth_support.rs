@@ -135,10 +135,21 @@ pub async fn register(
     credential: CredentialInput,
     scope: &str,
 ) -> Option<String> {
+    register_in(server, DEFAULT_TENANT, id, credential, scope).await
+}
+
+/// Registers a client in `tenant`; returns the secret if one was generated.
+pub async fn register_in(
+    server: &TestServer,
+    tenant: &str,
+    id: &str,
+    credential: CredentialInput,
+    scope: &str,
+) -> Option<String> {
     let r = registry::register(
         server.store.as_ref(),
         Registration {
-            tenant: DEFAULT_TENANT.into(),
+            tenant: tenant.into(),
             id: id.into(),
             name: None,
             scopes: Some(scope.into()),
@@ -187,6 +198,37 @@ pub async fn token(server: &TestServer, key: TestKey, client_id: &str, scope: &s
     let status = r.status();
     let v: Value = r.json().await.unwrap();
     assert_eq!(status, 200, "token for {client_id}: {v}");
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+/// A token from the token endpoint of the FHIR base `base` (any tenant's) for `client_id`,
+/// with an assertion signed by `key`; panics unless granted.
+pub async fn token_at(base: &str, key: TestKey, client_id: &str, scope: &str) -> String {
+    let token_url = format!("{base}/auth/token");
+    let assertion = key.sign(&json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": token_url,
+        "exp": now() + 240,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    }));
+    let r = http()
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "token for {client_id} at {token_url}: {v}");
     v["access_token"].as_str().unwrap().to_string()
 }
 

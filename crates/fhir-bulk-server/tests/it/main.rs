@@ -11,3 +11,4 @@ mod metadata;
 mod organize;
 mod parameters;
 mod rest;
+mod tenants;

@@ -18,6 +18,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         "0003_unit_order.sql",
         include_str!("../../migrations/sqlite/0003_unit_order.sql"),
     ),
+    (
+        "0004_tenants.sql",
+        include_str!("../../migrations/sqlite/0004_tenants.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen, each in its own transaction.

@@ -12,12 +12,13 @@ mod jobs;
 mod migrate;
 mod scan;
 mod search;
+mod tenants;
 mod write;
 
 use crate::{
     Client, Credential, ExportChunk, ExportScan, ExportSet, Job, JobFile, NewClient, NewJob,
-    OrganizedRow, Result, SearchPage, SearchQuery, Store, StoreError, StoredResource, Unit, Write,
-    WriteResult, WriteSummary,
+    NewTenant, OrganizedRow, Result, SearchPage, SearchQuery, Store, StoreError, StoredResource,
+    Tenant, Unit, Write, WriteResult, WriteSummary,
 };
 use async_trait::async_trait;
 use fhir_bulk_spec::instant::Instant;
@@ -365,6 +366,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn tenant_active_jobs(&self, tenant: &str) -> Result<u64> {
+        let tenant = tenant.to_string();
+        self.pool
+            .read(move |c| tenants::active_jobs(c, &tenant))
+            .await
+    }
+
     async fn claim_unit(&self, node: &str, lease: Duration) -> Result<Option<(Job, Unit)>> {
         let node = node.to_string();
         self.pool
@@ -499,5 +507,25 @@ impl Store for SqliteStore {
         self.pool
             .write(move |tx, ts| clients::server_secret(tx, &tenant, &name, &candidate, ts))
             .await
+    }
+
+    async fn create_tenant(&self, tenant: NewTenant) -> Result<Tenant> {
+        self.pool
+            .write(move |tx, ts| tenants::create(tx, tenant, ts))
+            .await
+    }
+
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        let id = id.to_string();
+        self.pool.read(move |c| tenants::get(c, &id)).await
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.pool.read(tenants::list).await
+    }
+
+    async fn delete_tenant(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.pool.write(move |tx, _| tenants::delete(tx, &id)).await
     }
 }

@@ -37,7 +37,7 @@ struct Common {
     /// The database: a SQLite file.
     #[arg(long, env = "FHIR_BULK_DATABASE", default_value = "./fhir-bulk.db")]
     database: String,
-    /// The tenant.
+    /// The tenant (it must exist: `fhir-bulk tenants add`).
     #[arg(long, env = "FHIR_BULK_TENANT", default_value = fhir_bulk_store::DEFAULT_TENANT)]
     tenant: String,
 }
@@ -152,18 +152,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn open(common: &Common) -> anyhow::Result<SqliteStore> {
-    if common.tenant.is_empty() || common.tenant.contains('/') {
-        bail!(
-            "--tenant '{}' is not a tenant name (non-empty, no '/')",
-            common.tenant
-        );
-    }
     if common.database.starts_with("postgres://") || common.database.starts_with("postgresql://") {
         bail!("PostgreSQL databases are not supported yet; use a SQLite file path");
     }
-    SqliteStore::open(&common.database)
+    let store = SqliteStore::open(&common.database)
         .await
-        .with_context(|| format!("cannot open the database {}", common.database))
+        .with_context(|| format!("cannot open the database {}", common.database))?;
+    super::tenants::require(&store, &common.tenant, &common.database).await?;
+    Ok(store)
 }
 
 fn credential_input(c: &CredentialArgs) -> anyhow::Result<Option<CredentialInput>> {

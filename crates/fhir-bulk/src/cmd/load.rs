@@ -17,7 +17,7 @@ pub struct Args {
     /// The database to load into: a SQLite file, created if missing.
     #[arg(long, env = "FHIR_BULK_DATABASE", default_value = "./fhir-bulk.db")]
     database: String,
-    /// The tenant to load into.
+    /// The tenant to load into (it must exist: `fhir-bulk tenants add`).
     #[arg(long, env = "FHIR_BULK_TENANT", default_value = fhir_bulk_store::DEFAULT_TENANT)]
     tenant: String,
     /// Files (`.ndjson`, `.ndjson.gz`, `.json` Bundle or resource) and folders of them.
@@ -27,18 +27,13 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    if args.tenant.is_empty() || args.tenant.contains('/') {
-        anyhow::bail!(
-            "--tenant '{}' is not a tenant name (non-empty, no '/')",
-            args.tenant
-        );
-    }
     if args.database.starts_with("postgres://") || args.database.starts_with("postgresql://") {
         anyhow::bail!("PostgreSQL databases are not supported yet; use a SQLite file path");
     }
     let store = SqliteStore::open(&args.database)
         .await
         .with_context(|| format!("cannot open the database {}", args.database))?;
+    super::tenants::require(&store, &args.tenant, &args.database).await?;
 
     let bar = Bar::new();
     let result = ingest::load_paths(&store, &args.tenant, &args.paths, &bar).await;

@@ -7,3 +7,4 @@ pub mod keygen;
 pub mod load;
 pub mod serve;
 pub mod synth;
+pub mod tenants;

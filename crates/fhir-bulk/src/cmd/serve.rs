@@ -89,6 +89,11 @@ pub struct Args {
     /// Running exports allowed per client (429 beyond).
     #[arg(long, env = "FHIR_BULK_MAX_EXPORTS_PER_CLIENT", default_value_t = 4)]
     max_exports_per_client: u64,
+    /// Serve every tenant of the store (`fhir-bulk tenants add`) at its own base,
+    /// <public-url>/<tenant>/fhir, with its own clients, token endpoint, data and jobs, and
+    /// enforce the tenants' limits. /fhir stays the default tenant's base.
+    #[arg(long, env = "FHIR_BULK_TENANTS")]
+    tenants: bool,
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -116,6 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.file_max_resources = args.file_max_resources;
     config.file_max_bytes = args.file_max_bytes;
     config.max_exports_per_client = args.max_exports_per_client;
+    config.tenants_enabled = args.tenants;
     configure_auth(&args, &mut config)?;
     if args.no_auth {
         tracing::warn!(
@@ -132,6 +138,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(token_endpoint = %token_url, "SMART Backend Services authorization is on");
     }
     tracing::info!(base = %format!("{}/fhir", config.public_url), database = %args.database.display(), "fhir-bulk server listening");
+    if config.tenants_enabled {
+        let tenants = store.tenants().await?;
+        let others: Vec<String> = tenants
+            .iter()
+            .filter(|t| t.id != fhir_bulk_store::DEFAULT_TENANT)
+            .map(|t| format!("{}/{}/fhir", config.public_url, t.id))
+            .collect();
+        tracing::info!(
+            tenants = others.len(),
+            bases = %others.join(" "),
+            "tenants are on: each tenant has its own base (added and removed ones are seen at once)"
+        );
+    }
     fhir_bulk_server::serve(listener, store, config, shutdown_signal())
         .await
         .context("the server stopped with an error")?;
