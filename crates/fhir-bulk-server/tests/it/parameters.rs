@@ -160,3 +160,77 @@ async fn elements_keep_only_listed_and_tag_subsetted() {
         assert_eq!(keys, BTreeSet::from(["resourceType", "id", "meta"]));
     }
 }
+
+/// M5, T3: with `_since`, resources deleted after it are reported in `deleted` as
+/// transaction Bundles of DELETE entries, and are not in `output`; without `_since`,
+/// `deleted` is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_after_since_are_reported() {
+    let s = TestServer::start().await;
+    s.load_synthea().await;
+    let data = synthea();
+    let m0 = wait_manifest(&kickoff_get(&s.url("$export?_type=Device")).await).await;
+    assert_eq!(
+        m0["deleted"],
+        serde_json::json!([]),
+        "no _since: deleted is empty"
+    );
+    let since = m0["transactionTime"].as_str().unwrap().to_string();
+
+    let obs: Vec<String> = data["Observation"].keys().take(2).cloned().collect();
+    let patient = data["Patient"].keys().next().unwrap().clone();
+    let mut gone = BTreeSet::new();
+    for (t, id) in [
+        ("Observation", &obs[0]),
+        ("Observation", &obs[1]),
+        ("Patient", &patient),
+    ] {
+        let r = http()
+            .delete(s.url(&format!("{t}/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        gone.insert(format!("{t}/{id}"));
+    }
+    let cond = data["Condition"].keys().next().unwrap().clone();
+    let mut c = data["Condition"][&cond].clone();
+    c["clinicalStatus"]["text"] = Value::String("changed".into());
+    let r = http()
+        .put(s.url(&format!("Condition/{cond}")))
+        .header("Content-Type", "application/fhir+json")
+        .body(c.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    for level in ["$export", "Patient/$export"] {
+        let q = format!(
+            "{level}?_type=Observation,Patient,Condition&_since={}",
+            pct(&since)
+        );
+        let m = wait_manifest(&kickoff_get(&s.url(&q)).await).await;
+        let got = ids(&download_output(&m).await);
+        assert_eq!(
+            got,
+            BTreeMap::from([("Condition".to_string(), BTreeSet::from([cond.clone()]))]),
+            "{level}: output"
+        );
+        let mut reported = BTreeSet::new();
+        for e in m["deleted"].as_array().unwrap() {
+            assert_eq!(e["type"], "Bundle");
+            let text = String::from_utf8(download(e["url"].as_str().unwrap()).await).unwrap();
+            for line in text.lines() {
+                let b: Value = serde_json::from_str(line).unwrap();
+                assert_eq!(b["resourceType"], "Bundle");
+                assert_eq!(b["type"], "transaction");
+                for entry in b["entry"].as_array().unwrap() {
+                    assert_eq!(entry["request"]["method"], "DELETE");
+                    assert!(reported.insert(entry["request"]["url"].as_str().unwrap().to_string()));
+                }
+            }
+        }
+        assert_eq!(reported, gone, "{level}: deleted");
+    }
+}
