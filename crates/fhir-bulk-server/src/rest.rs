@@ -13,6 +13,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fhir_bulk_spec::bundle::{self, EntryAction};
+use fhir_bulk_spec::instant::Instant;
 use fhir_bulk_spec::resource_type::is_resource_type;
 use fhir_bulk_spec::scope::Permissions;
 use fhir_bulk_store::{SearchQuery, StoreError, Write, WriteResult};
@@ -41,27 +42,54 @@ fn fhir_response(status: StatusCode, body: Vec<u8>) -> Response {
     resp
 }
 
-/// Adds `ETag`, `Last-Modified` and (for creates) `Location` of a written version.
-fn version_headers(mut resp: Response, base: &Base, r: &WriteResult, location: bool) -> Response {
+/// The version of a resource a response is about.
+struct Version<'a> {
+    resource_type: &'a str,
+    id: &'a str,
+    version: i64,
+    last_updated: Instant,
+}
+
+/// Adds `ETag`, `Last-Modified` and (for writes) `Location` of a version.
+fn version_headers(mut resp: Response, base: &Base, v: Version<'_>, location: bool) -> Response {
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", r.version)) {
-        h.insert(header::ETAG, v);
+    if let Ok(val) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
+        h.insert(header::ETAG, val);
     }
-    if let Ok(v) =
-        HeaderValue::from_str(&httpdate::fmt_http_date(r.last_updated.to_offset().into()))
+    if let Ok(val) =
+        HeaderValue::from_str(&httpdate::fmt_http_date(v.last_updated.to_offset().into()))
     {
-        h.insert(header::LAST_MODIFIED, v);
+        h.insert(header::LAST_MODIFIED, val);
     }
     if location {
         let url = base.join(&format!(
             "{}/{}/_history/{}",
-            r.resource_type, r.id, r.version
+            v.resource_type, v.id, v.version
         ));
-        if let Ok(v) = HeaderValue::from_str(&url) {
-            h.insert(header::LOCATION, v);
+        if let Ok(val) = HeaderValue::from_str(&url) {
+            h.insert(header::LOCATION, val);
         }
     }
     resp
+}
+
+/// Writes one resource and answers it as stored, with its version headers (201 if created).
+async fn put_one(state: &AppState, base: &Base, resource: Value) -> Result<Response, ApiError> {
+    let write = Write::put(resource)?;
+    let r = single(state.store.write(&base.tenant, vec![write]).await?)?;
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let resp = fhir_response(status, r.json.clone().unwrap_or_default());
+    let v = Version {
+        resource_type: &r.resource_type,
+        id: &r.id,
+        version: r.version,
+        last_updated: r.last_updated,
+    };
+    Ok(version_headers(resp, base, v, true))
 }
 
 /// Parses a request body as a JSON resource (415/400 with a clear message otherwise).
@@ -113,17 +141,13 @@ pub async fn read(
         return Err(ApiError::Gone(format!("{rt}/{id} was deleted")));
     };
     let resp = fhir_response(StatusCode::OK, json);
-    let wr = WriteResult {
-        resource_type: rt,
-        id,
+    let v = Version {
+        resource_type: &rt,
+        id: &id,
         version: r.version,
         last_updated: r.last_updated,
-        created: false,
-        existed: true,
-        json: None,
-        bytes: 0,
     };
-    Ok(version_headers(resp, &base, &wr, false))
+    Ok(version_headers(resp, &base, v, false))
 }
 
 /// `PUT [base]/{type}/{id}`: create or update.
@@ -148,15 +172,7 @@ pub async fn update(
             )));
         }
     }
-    let write = Write::put(resource)?;
-    let r = single(state.store.write(&base.tenant, vec![write]).await?)?;
-    let status = if r.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let resp = fhir_response(status, r.json.clone().unwrap_or_default());
-    Ok(version_headers(resp, &base, &r, true))
+    put_one(&state, &base, resource).await
 }
 
 /// `POST [base]/{type}`: create with a server-assigned id.
@@ -173,10 +189,7 @@ pub async fn create(
     let mut resource = parse_resource(&headers, &body)?;
     check_type(&resource, &rt)?;
     resource["id"] = Value::String(uuid::Uuid::new_v4().to_string());
-    let write = Write::put(resource)?;
-    let r = single(state.store.write(&base.tenant, vec![write]).await?)?;
-    let resp = fhir_response(StatusCode::CREATED, r.json.clone().unwrap_or_default());
-    Ok(version_headers(resp, &base, &r, true))
+    put_one(&state, &base, resource).await
 }
 
 /// `DELETE [base]/{type}/{id}`: leaves a tombstone (reported by `_since` exports).
