@@ -1,9 +1,16 @@
 //! `cargo xtask bench`: the benchmark suite. It builds the release binary, generates a data
 //! set with `fhir-bulk synth` (or takes a folder), loads it, runs a server process, and
 //! measures exports against the physical floor measured in the same run: reading the same
-//! bytes (`cat`) and copying them (read + write). It prints a table and writes JSON.
+//! bytes (`cat`) and copying them (read + write). Then (`scenarios.rs`): `_typeFilter` and
+//! `_elements` exports next to plain ones of the same type, 200 status pollers during a
+//! system export (p50/p99), 50 kick-offs (p50/p99), and `fhir-bulk export` downloading a
+//! system export next to `curl` (sequential and `xargs -P4`) fetching the same files. It
+//! prints a table and writes JSON. The server runs with `--no-auth` and
+//! `--max-exports-per-client 1000`; its log goes to `<dir>/server.log`.
 //!
 //! Figures are wall-clock on this machine; run it on an otherwise idle machine.
+
+mod scenarios;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -94,6 +101,8 @@ pub fn run(workspace: &Path, opts: Options) -> Result<()> {
                 "--no-auth",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
+                "--max-exports-per-client",
+                "1000",
                 "--database",
             ])
             .arg(&db)
@@ -101,14 +110,16 @@ pub fn run(workspace: &Path, opts: Options) -> Result<()> {
             .arg(&out)
             .env("FHIR_BULK_LOG", "warn")
             .stdout(Stdio::null())
+            // Cancelled kick-offs log "lease lost" warnings: keep them out of the table.
+            .stderr(std::fs::File::create(opts.dir.join("server.log"))?)
             .spawn()?,
     );
     let base = format!("http://127.0.0.1:{port}/fhir");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let http = reqwest::Client::new();
     rt.block_on(async {
-        let http = reqwest::Client::new();
         wait_up(&http, &base).await?;
         let group = smallest_cohort(&http, &base).await?;
         let mut kinds = vec![("system".to_string(), format!("{base}/$export"))];
@@ -116,8 +127,12 @@ pub fn run(workspace: &Path, opts: Options) -> Result<()> {
         if let Some((id, n)) = group {
             kinds.push((format!("group ({n} members)"), format!("{base}/Group/{id}/$export")));
         }
+        let mut system_seconds = None;
         for (name, url) in kinds {
             let r = export(&http, &url, &out).await?;
+            if name == "system" {
+                system_seconds = Some(r.seconds);
+            }
             let (cat_s, copy_s) = floors(&r.files, &opts.dir)?;
             let rss = peak_rss_kb(server.0.id());
             rows.push((format!("export {name}"), format!(
@@ -133,8 +148,21 @@ pub fn run(workspace: &Path, opts: Options) -> Result<()> {
             }));
             let _ = http.delete(&r.status_url).send().await;
         }
+        for o in [
+            scenarios::filtered_exports(&http, &base, &out).await?,
+            scenarios::polling_under_load(&http, &base, system_seconds).await?,
+            scenarios::kickoff_latency(&http, &base).await?,
+        ] {
+            rows.extend(o.rows);
+            results.extend(o.json);
+        }
         anyhow::Ok(())
     })?;
+    let o = scenarios::client_download(&bin, &base, &opts.dir, |status_url| {
+        let _ = rt.block_on(http.delete(status_url).send());
+    })?;
+    rows.extend(o.rows);
+    results.extend(o.json);
     drop(server);
 
     println!(

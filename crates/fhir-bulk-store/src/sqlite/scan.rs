@@ -49,29 +49,61 @@ fn scan_params(scan: &ExportScan) -> Vec<SqlValue> {
     p
 }
 
+/// The scope condition of a type scan on alias `{a}`, and the time column to compare.
+///
+/// A Group or a patient list is scanned from the patients' compartment rows (index
+/// `compartment_patient`), then one primary-key lookup per resource: the work follows what the
+/// cohort holds, not the size of the type. The unary `+` keeps SQLite from choosing the type's
+/// time index instead (measured on 100,000 patients: a 10% Group's Observations in 7.5 s
+/// instead of 63 s). System and Patient-level scans use the time index as before.
+fn scan_scope(scope: &PatientScope, a: &str) -> (String, String) {
+    let cohort = |patients: &str| {
+        format!(
+            " AND {a}.id IN (SELECT c.id FROM {patients}
+                 CROSS JOIN compartment c ON c.tenant = ?1 AND c.patient_id = p.id AND c.type = ?2)"
+        )
+    };
+    match scope {
+        PatientScope::Group(_) => (
+            cohort(
+                "(SELECT member_id AS id FROM group_members
+                  WHERE tenant = ?1 AND group_id = ?5 AND member_type = 'Patient') p",
+            ),
+            format!("+{a}.last_updated"),
+        ),
+        PatientScope::Patients(_) => (
+            cohort("(SELECT value AS id FROM json_each(?5)) p"),
+            format!("+{a}.last_updated"),
+        ),
+        PatientScope::All | PatientScope::AnyPatient => {
+            (scope_sql(scope, a), format!("{a}.last_updated"))
+        }
+    }
+}
+
 /// Live resources modified in `(since, until]`, plus superseded versions that were current
 /// at `until` (the job's snapshot, M1).
 fn export_sql(scope: &PatientScope) -> String {
+    let (r_scope, r_time) = scan_scope(scope, "r");
+    let (v_scope, v_time) = scan_scope(scope, "v");
     format!(
         "SELECT r.json FROM resources r
          WHERE r.tenant = ?1 AND r.type = ?2 AND r.deleted = 0
-           AND r.last_updated > ?3 AND r.last_updated <= ?4{}
+           AND {r_time} > ?3 AND {r_time} <= ?4{r_scope}
          UNION ALL
          SELECT v.json FROM resource_versions v
          WHERE v.tenant = ?1 AND v.type = ?2
-           AND v.last_updated > ?3 AND v.last_updated <= ?4 AND v.superseded_at > ?4{}",
-        scope_sql(scope, "r"),
-        scope_sql(scope, "v")
+           AND {v_time} > ?3 AND {v_time} <= ?4 AND v.superseded_at > ?4{v_scope}"
     )
 }
 
 /// Tombstones: deleted in `(since, until]`.
 fn deleted_sql(scope: &PatientScope) -> String {
+    let (r_scope, r_time) = scan_scope(scope, "r");
     format!(
         "SELECT r.id FROM resources r
          WHERE r.tenant = ?1 AND r.type = ?2 AND r.deleted = 1
-           AND r.last_updated > ?3 AND r.last_updated <= ?4{}",
-        scope_sql(scope, "r")
+           AND {r_time} > ?3 AND {r_time} <= ?4{r_scope}"
     )
 }
 
