@@ -276,3 +276,117 @@ async fn authenticated_exports_with_es384_rs384_and_a_secret() {
     server.kill().unwrap();
     let _ = server.wait();
 }
+
+/// `--since`, `--until`, `--patient` (POST) and `--lenient` pass through to our server and
+/// select exactly (P2, P3, P6, K5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_until_patient_and_lenient() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = server(dir.path()).await;
+    let out = |n: &str| dir.path().join(n).display().to_string();
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        export(args(&[&base, "--type", "Patient", "--out", &out("a")])).await,
+        0
+    );
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("a/manifest.json")).unwrap())
+            .unwrap();
+    let t = manifest["transactionTime"].as_str().unwrap().to_string();
+
+    let patients = synthea_ids(Some(&["Patient"]))["Patient"].clone();
+    let changed = patients.iter().next().unwrap().clone();
+    let body = format!(r#"{{"resourceType":"Patient","id":"{changed}","gender":"other"}}"#);
+    let r = reqwest::Client::new()
+        .put(format!("{base}/Patient/{changed}"))
+        .header("Content-Type", "application/fhir+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    assert_eq!(
+        export(args(&[
+            &base,
+            "--type",
+            "Patient",
+            "--since",
+            &t,
+            "--out",
+            &out("b")
+        ]))
+        .await,
+        0
+    );
+    assert_eq!(
+        downloaded(Path::new(&out("b")))["Patient"],
+        BTreeSet::from([changed.clone()])
+    );
+
+    assert_eq!(
+        export(args(&[
+            &base,
+            "--type",
+            "Patient",
+            "--until",
+            &t,
+            "--out",
+            &out("c")
+        ]))
+        .await,
+        0
+    );
+    let mut before = patients.clone();
+    before.remove(&changed);
+    assert_eq!(downloaded(Path::new(&out("c")))["Patient"], before);
+
+    let other = patients.iter().nth(1).unwrap().clone();
+    let reference = format!("Patient/{other}");
+    let code = export(args(&[
+        &base,
+        "--patient-level",
+        "--patient",
+        &reference,
+        "--type",
+        "Patient,Condition",
+        "--out",
+        &out("d"),
+    ]))
+    .await;
+    assert_eq!(code, 0);
+    let got = downloaded(Path::new(&out("d")));
+    assert_eq!(got["Patient"], BTreeSet::from([other.clone()]));
+    let conditions: BTreeSet<String> =
+        std::fs::read_to_string(synthea_dir().join("Condition.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|c| c["subject"]["reference"] == reference.as_str())
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect();
+    assert_eq!(
+        got.get("Condition").cloned().unwrap_or_default(),
+        conditions
+    );
+
+    let code = export(args(&[
+        &base,
+        "--lenient",
+        "--type",
+        "Device,Banana",
+        "--out",
+        &out("e"),
+    ]))
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(downloaded(Path::new(&out("e")))["Device"].len(), 4);
+    let errors: Vec<_> = std::fs::read_dir(dir.path().join("e/error"))
+        .unwrap()
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "the lenient warning arrives as an error file"
+    );
+}
