@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How many idle reader connections are kept.
-const MAX_IDLE_READERS: usize = 8;
+const MAX_IDLE_READERS: usize = 32;
 
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
@@ -92,8 +92,8 @@ fn open_connection(path: &Path) -> Result<Connection> {
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32768;
-         PRAGMA mmap_size = 268435456;",
+         PRAGMA cache_size = -8192;
+         PRAGMA mmap_size = 0;",
     )?;
     Ok(conn)
 }
