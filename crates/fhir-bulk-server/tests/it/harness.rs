@@ -129,6 +129,11 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().no_gzip().build().unwrap()
 }
 
+/// GETs a URL and parses the JSON body (no status check: callers assert on the body).
+pub async fn get_json(url: impl reqwest::IntoUrl) -> Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// GET kick-off with the headers the IG asks for; returns the status URL.
 pub async fn kickoff_get(url: &str) -> String {
     let r = http()

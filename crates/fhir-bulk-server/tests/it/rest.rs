@@ -192,14 +192,7 @@ async fn transaction_resolves_references() {
     assert_eq!(v["entry"][0]["response"]["status"], "201 Created");
     let loc = v["entry"][0]["response"]["location"].as_str().unwrap();
     let pid = loc.split('/').nth(1).unwrap();
-    let o: Value = http()
-        .get(s.url("Observation/o1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let o: Value = get_json(s.url("Observation/o1")).await;
     assert_eq!(o["subject"]["reference"], format!("Patient/{pid}"));
 }
 
@@ -208,14 +201,7 @@ async fn transaction_resolves_references() {
 async fn search_groups_and_patients() {
     let s = TestServer::start().await;
     s.load_synthea().await;
-    let v: Value = http()
-        .get(s.url("Group"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(s.url("Group")).await;
     assert_eq!(v["type"], "searchset");
     assert_eq!(v["total"], 1);
     assert_eq!(v["entry"][0]["resource"]["id"], SYNTHEA_GROUP);
@@ -233,39 +219,18 @@ async fn search_groups_and_patients() {
         .unwrap()
         .unwrap();
     assert_eq!(members.len(), 100);
-    let v: Value = http()
-        .get(s.url("Group?name=synthea"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(s.url("Group?name=synthea")).await;
     assert_eq!(v["total"], 1);
-    let v: Value = http()
-        .get(s.url("Group?name=nothing"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(s.url("Group?name=nothing")).await;
     assert_eq!(v["total"], 0);
-    let v: Value = http()
-        .get(s.url("Patient?_summary=count"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(s.url("Patient?_summary=count")).await;
     assert_eq!(v["total"], 100);
     assert!(v["entry"].as_array().unwrap().is_empty());
 
     let mut seen = std::collections::BTreeSet::new();
     let mut next = Some(s.url("Patient?_count=30"));
     while let Some(url) = next {
-        let v: Value = http().get(&url).send().await.unwrap().json().await.unwrap();
+        let v: Value = get_json(&url).await;
         for e in v["entry"].as_array().unwrap() {
             assert!(seen.insert(e["resource"]["id"].as_str().unwrap().to_string()));
         }
