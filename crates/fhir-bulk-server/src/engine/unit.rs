@@ -199,22 +199,31 @@ async fn write_unit(
                 &params.request.elements,
                 &unit.resource_type,
             )
-            .map_err(Stop::Failed)?;
+            .map_err(Stop::Failed)?
+            .map(Arc::new);
             let mut chunks = shared.store.export(scan, shared.config.chunk_bytes);
-            let mut kept = Vec::new();
             while let Some(chunk) = chunks.next().await {
                 check(shared, lost)?;
                 let chunk = chunk
                     .map_err(|e| Stop::Failed(format!("reading {}: {e}", unit.resource_type)))?;
+                let count = chunk.count;
                 match &transform {
-                    None => roller.write(&chunk.bytes, chunk.count).await.map_err(io)?,
+                    None => roller.write(&chunk.bytes, count).await.map_err(io)?,
                     Some(t) => {
-                        kept.clear();
-                        let n = t.apply(&chunk.bytes, &mut kept).map_err(Stop::Failed)?;
+                        // Parsing and matching is CPU work: keep it off the async threads
+                        // that answer status polls and downloads.
+                        let t = Arc::clone(t);
+                        let (kept, n) = tokio::task::spawn_blocking(move || {
+                            let mut kept = Vec::with_capacity(chunk.bytes.len());
+                            t.apply(&chunk.bytes, &mut kept).map(|n| (kept, n))
+                        })
+                        .await
+                        .map_err(|e| Stop::Failed(format!("filtering task failed: {e}")))?
+                        .map_err(Stop::Failed)?;
                         roller.write(&kept, n).await.map_err(io)?;
                     }
                 }
-                written.fetch_add(chunk.count, Ordering::Relaxed);
+                written.fetch_add(count, Ordering::Relaxed);
             }
         }
         UnitKind::Organized => {
