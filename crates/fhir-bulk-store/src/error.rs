@@ -28,3 +28,23 @@ impl From<tokio::task::JoinError> for StoreError {
         StoreError::Task(e.to_string())
     }
 }
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The server's own message (with its detail) says more than the Display of the
+        // wrapper ("db error").
+        match e.as_db_error() {
+            Some(db) => StoreError::Database(match db.detail() {
+                Some(detail) => format!("{}: {detail}", db.message()),
+                None => db.message().to_string(),
+            }),
+            None => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Database(format!("no database connection: {e}"))
+    }
+}

@@ -212,3 +212,12 @@ pub struct JobFile {
     /// Size in bytes.
     pub bytes: u64,
 }
+
+/// How many jobs and units are in each status (for `/metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// `(job status, count)`, by status.
+    pub jobs: Vec<(String, u64)>,
+    /// `(unit status, count)` of units of running jobs, by status.
+    pub units: Vec<(String, u64)>,
+}

@@ -18,11 +18,15 @@
 //! - [`client`]: registered SMART Backend Services clients.
 //! - [`tenant`]: the tenants of a multi-tenant server and their limits.
 //! - [`sqlite`]: the embedded default backend.
+//! - [`postgres`]: the backend for several nodes sharing one database.
+//! - [`open`]: picks the backend from a `--database` value.
 
 pub mod client;
 pub mod error;
 pub mod export;
 pub mod job;
+pub mod open;
+pub mod postgres;
 pub mod resource;
 pub mod search;
 pub mod sqlite;
@@ -31,7 +35,8 @@ pub mod tenant;
 pub use client::{Client, Credential, NewClient};
 pub use error::StoreError;
 pub use export::{ExportChunk, ExportScan, ExportSet, OrganizedRow, PatientScope};
-pub use job::{FileKind, Job, JobFile, JobStatus, NewJob, NewUnit, Unit, UnitKind};
+pub use job::{FileKind, Job, JobFile, JobStatus, NewJob, NewUnit, QueueCounts, Unit, UnitKind};
+pub use open::open;
 pub use resource::{StoredResource, Write, WriteResult, WriteSummary};
 pub use search::{SearchPage, SearchQuery};
 pub use tenant::{NewTenant, Tenant};
@@ -47,8 +52,8 @@ pub const DEFAULT_TENANT: &str = "default";
 /// Result of store calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The persistence boundary of the server. Implemented by [`sqlite::SqliteStore`] (and, for
-/// scale-out, a PostgreSQL backend). Every method takes the tenant: nothing crosses tenants.
+/// The persistence boundary of the server. Implemented by [`sqlite::SqliteStore`] and, for
+/// scale-out, [`postgres::PgStore`]. Every method takes the tenant: nothing crosses tenants.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // ---- resources ----
@@ -185,6 +190,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drops superseded versions that no unfinished job's snapshot can still need.
     async fn prune_versions(&self) -> Result<u64>;
+
+    /// Jobs and units by status, across tenants (metrics; the queue is shared by all nodes,
+    /// so every node reports the same numbers).
+    async fn queue_counts(&self) -> Result<QueueCounts>;
+
+    /// Checks that the database answers (readiness probe).
+    async fn ping(&self) -> Result<()>;
 
     // ---- authorization ----
 

@@ -1,6 +1,8 @@
 //! Export jobs, units with leases, and their files.
 
-use crate::{FileKind, Job, JobFile, JobStatus, NewJob, Result, StoreError, Unit, UnitKind};
+use crate::{
+    FileKind, Job, JobFile, JobStatus, NewJob, QueueCounts, Result, StoreError, Unit, UnitKind,
+};
 use fhir_bulk_spec::instant::Instant;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use std::time::Duration;
@@ -290,4 +292,19 @@ pub(super) fn delete(tx: &Transaction<'_>, job_id: &str) -> Result<()> {
     tx.execute("DELETE FROM job_units WHERE job_id = ?1", params![job_id])?;
     tx.execute("DELETE FROM jobs WHERE id = ?1", params![job_id])?;
     Ok(())
+}
+
+pub(super) fn queue_counts(c: &Connection) -> Result<QueueCounts> {
+    let count = |sql: &str| -> Result<Vec<(String, u64)>> {
+        let mut st = c.prepare_cached(sql)?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    };
+    Ok(QueueCounts {
+        jobs: count("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status")?,
+        units: count(
+            "SELECT u.status, count(*) FROM job_units u JOIN jobs j ON j.id = u.job_id
+             WHERE j.status = 'running' GROUP BY u.status ORDER BY u.status",
+        )?,
+    })
 }

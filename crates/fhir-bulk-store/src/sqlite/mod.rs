@@ -17,8 +17,8 @@ mod write;
 
 use crate::{
     Client, Credential, ExportChunk, ExportScan, ExportSet, Job, JobFile, NewClient, NewJob,
-    NewTenant, OrganizedRow, Result, SearchPage, SearchQuery, Store, StoreError, StoredResource,
-    Tenant, Unit, Write, WriteResult, WriteSummary,
+    NewTenant, OrganizedRow, QueueCounts, Result, SearchPage, SearchQuery, Store, StoreError,
+    StoredResource, Tenant, Unit, Write, WriteResult, WriteSummary,
 };
 use async_trait::async_trait;
 use fhir_bulk_spec::instant::Instant;
@@ -444,6 +444,20 @@ impl Store for SqliteStore {
             .write(move |tx, _| write::prune_versions(tx))
             .await
     }
+
+    async fn queue_counts(&self) -> Result<QueueCounts> {
+        self.pool.read(jobs::queue_counts).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.pool
+            .read(|c| {
+                Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                    .map(drop)?)
+            })
+            .await
+    }
+
     async fn create_client(&self, client: NewClient) -> Result<Client> {
         self.pool
             .write(move |tx, ts| clients::create(tx, client, ts))

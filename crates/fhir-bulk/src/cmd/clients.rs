@@ -5,12 +5,12 @@
 //! and the output. A generated client secret is printed once, alone on stdout (so
 //! `SECRET=$(fhir-bulk clients add … --secret)` works); everything else goes to stderr.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use fhir_bulk_server::auth::registry::{self, CredentialInput, Registered, Registration};
-use fhir_bulk_store::sqlite::SqliteStore;
 use fhir_bulk_store::{Client, Credential, Store};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Flags of `fhir-bulk clients`.
 #[derive(clap::Args)]
@@ -34,7 +34,7 @@ enum Action {
 
 #[derive(clap::Args)]
 struct Common {
-    /// The database: a SQLite file.
+    /// The database: a SQLite file path or a PostgreSQL URL.
     #[arg(long, env = "FHIR_BULK_DATABASE", default_value = "./fhir-bulk.db")]
     database: String,
     /// The tenant (it must exist: `fhir-bulk tenants add`).
@@ -96,7 +96,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let credential = credential_input(&a.credential)?
                 .context("give one of --jwks FILE, --jwks-url URL or --secret")?;
             let r = registry::register(
-                &store,
+                store.as_ref(),
                 Registration {
                     tenant: a.who.common.tenant.clone(),
                     id: a.who.id.clone(),
@@ -135,7 +135,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         Action::Remove(a) => {
             let store = open(&a.common).await?;
-            registry::remove(&store, &a.common.tenant, &a.id).await?;
+            registry::remove(store.as_ref(), &a.common.tenant, &a.id).await?;
             eprintln!(
                 "removed client '{}' from tenant '{}'",
                 a.id, a.common.tenant
@@ -144,21 +144,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Action::Rotate(a) => {
             let store = open(&a.who.common).await?;
             let input = credential_input(&a.credential)?;
-            let r = registry::rotate(&store, &a.who.common.tenant, &a.who.id, input).await?;
+            let r =
+                registry::rotate(store.as_ref(), &a.who.common.tenant, &a.who.id, input).await?;
             report("rotated", &r);
         }
     }
     Ok(())
 }
 
-async fn open(common: &Common) -> anyhow::Result<SqliteStore> {
-    if common.database.starts_with("postgres://") || common.database.starts_with("postgresql://") {
-        bail!("PostgreSQL databases are not supported yet; use a SQLite file path");
-    }
-    let store = SqliteStore::open(&common.database)
-        .await
-        .with_context(|| format!("cannot open the database {}", common.database))?;
-    super::tenants::require(&store, &common.tenant, &common.database).await?;
+async fn open(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
+    let store = super::open_store(&common.database).await?;
+    let database = fhir_bulk_store::open::redacted(&common.database);
+    super::tenants::require(store.as_ref(), &common.tenant, &database).await?;
     Ok(store)
 }
 

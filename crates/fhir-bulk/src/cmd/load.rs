@@ -3,9 +3,7 @@
 //! `fhir_bulk_server::ingest::load_paths`; this module adds the flags, a progress bar
 //! (bytes read, resources/s) and the summary.
 
-use anyhow::Context as _;
 use fhir_bulk_server::ingest::{self, FileReport, LoadProgress, LoadReport};
-use fhir_bulk_store::sqlite::SqliteStore;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +12,7 @@ use std::time::Instant;
 /// Flags of `fhir-bulk load`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The database to load into: a SQLite file, created if missing.
+    /// The database to load into: a SQLite file (created if missing) or a PostgreSQL URL.
     #[arg(long, env = "FHIR_BULK_DATABASE", default_value = "./fhir-bulk.db")]
     database: String,
     /// The tenant to load into (it must exist: `fhir-bulk tenants add`).
@@ -27,20 +25,16 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    if args.database.starts_with("postgres://") || args.database.starts_with("postgresql://") {
-        anyhow::bail!("PostgreSQL databases are not supported yet; use a SQLite file path");
-    }
-    let store = SqliteStore::open(&args.database)
-        .await
-        .with_context(|| format!("cannot open the database {}", args.database))?;
-    super::tenants::require(&store, &args.tenant, &args.database).await?;
+    let store = super::open_store(&args.database).await?;
+    let database = fhir_bulk_store::open::redacted(&args.database);
+    super::tenants::require(store.as_ref(), &args.tenant, &database).await?;
 
     let bar = Bar::new();
-    let result = ingest::load_paths(&store, &args.tenant, &args.paths, &bar).await;
+    let result = ingest::load_paths(store.as_ref(), &args.tenant, &args.paths, &bar).await;
     bar.bar.finish_and_clear();
     match result {
         Ok(report) => {
-            print_summary(&report, &args.database, &args.tenant);
+            print_summary(&report, &database, &args.tenant);
             Ok(())
         }
         Err(e) => {

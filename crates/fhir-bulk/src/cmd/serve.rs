@@ -1,14 +1,11 @@
-//! `fhir-bulk serve`: the FHIR server with bulk export, on the embedded SQLite store.
+//! `fhir-bulk serve`: the FHIR server with bulk export, on SQLite (default) or PostgreSQL.
 
 use anyhow::Context;
 use fhir_bulk_server::ServerConfig;
 use fhir_bulk_server::auth::Secret;
 use fhir_bulk_server::config::ExternalIssuer;
-use fhir_bulk_store::Store;
-use fhir_bulk_store::sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Flags of `fhir-bulk serve`.
@@ -17,9 +14,10 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, env = "FHIR_BULK_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Database: a SQLite file path (created on first use).
+    /// Database: a SQLite file path (created on first use), or a PostgreSQL URL
+    /// (postgres://user@host:5432/db) that several server nodes share.
     #[arg(long, env = "FHIR_BULK_DATABASE", default_value = "./fhir-bulk.db")]
-    database: PathBuf,
+    database: String,
     /// Folder for export files.
     #[arg(long, env = "FHIR_BULK_OUTPUT", default_value = "./fhir-bulk-files")]
     output: PathBuf,
@@ -98,10 +96,7 @@ pub struct Args {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&args.database)
-        .await
-        .with_context(|| format!("opening the database {}", args.database.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store = super::open_store(&args.database).await?;
     if args.demo {
         super::demo::fill_if_empty(&store, args.demo_patients).await?;
     }
@@ -137,7 +132,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         tracing::info!(token_endpoint = %token_url, "SMART Backend Services authorization is on");
     }
-    tracing::info!(base = %format!("{}/fhir", config.public_url), database = %args.database.display(), "fhir-bulk server listening");
+    tracing::info!(base = %format!("{}/fhir", config.public_url), database = %fhir_bulk_store::open::redacted(&args.database), "fhir-bulk server listening");
     if config.tenants_enabled {
         let tenants = store.tenants().await?;
         let others: Vec<String> = tenants

@@ -2,9 +2,9 @@
 //! by `serve --tenants`. The id rules are `fhir_bulk_server::tenant::validate_id`; the
 //! default tenant (the plain `/fhir` base) always exists and cannot be removed.
 
-use anyhow::{Context, bail};
-use fhir_bulk_store::sqlite::SqliteStore;
+use anyhow::bail;
 use fhir_bulk_store::{NewTenant, Store, Tenant};
+use std::sync::Arc;
 
 /// Flags of `fhir-bulk tenants`.
 #[derive(clap::Args)]
@@ -25,7 +25,7 @@ enum Action {
 
 #[derive(clap::Args)]
 struct Common {
-    /// The database: a SQLite file.
+    /// The database: a SQLite file path or a PostgreSQL URL.
     #[arg(long, env = "FHIR_BULK_DATABASE", default_value = "./fhir-bulk.db")]
     database: String,
 }
@@ -131,13 +131,8 @@ fn line(t: &Tenant) -> String {
     )
 }
 
-async fn open(common: &Common) -> anyhow::Result<SqliteStore> {
-    if common.database.starts_with("postgres://") || common.database.starts_with("postgresql://") {
-        bail!("PostgreSQL databases are not supported yet; use a SQLite file path");
-    }
-    SqliteStore::open(&common.database)
-        .await
-        .with_context(|| format!("cannot open the database {}", common.database))
+async fn open(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
+    super::open_store(&common.database).await
 }
 
 /// `--tenant` of `load` and `clients`: it must exist in the store (the default tenant
@@ -209,7 +204,9 @@ mod tests {
         }
         run(parse(&["list", "--database", db])).await.unwrap();
 
-        let store = SqliteStore::open(db).await.unwrap();
+        let store = fhir_bulk_store::sqlite::SqliteStore::open(db)
+            .await
+            .unwrap();
         let t = store.tenant("acme").await.unwrap().unwrap();
         assert_eq!((t.max_exports, t.rate_per_second), (Some(2), Some(7.5)));
         assert_eq!(
