@@ -10,6 +10,7 @@
 //!
 //! Figures are wall-clock on this machine; run it on an otherwise idle machine.
 
+pub mod nodes;
 mod scenarios;
 
 use anyhow::{Context, Result, bail};

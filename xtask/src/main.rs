@@ -5,6 +5,8 @@
 //! - `cargo xtask gen --check` fails when the checked-in tables differ from a fresh generation.
 //! - `cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE]` runs the
 //!   benchmark suite (see `bench.rs`).
+//! - `cargo xtask bench-nodes [--patients N | --data DIR] [--database URL] [--nodes 1,2,3]
+//!   [--workers N]` measures system exports with several nodes on PostgreSQL (`bench/nodes.rs`).
 
 mod bench;
 
@@ -19,8 +21,9 @@ fn main() -> Result<()> {
         ["gen"] => generate(false),
         ["gen", "--check"] => generate(true),
         ["bench", rest @ ..] => bench_cmd(rest),
+        ["bench-nodes", rest @ ..] => bench_nodes_cmd(rest),
         _ => bail!(
-            "usage: cargo xtask gen [--check] | cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE]"
+            "usage: cargo xtask gen [--check] | cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE] | cargo xtask bench-nodes [--patients N | --data DIR] [--database URL] [--nodes 1,2,3] [--workers N]"
         ),
     }
 }
@@ -79,4 +82,43 @@ fn bench_cmd(args: &[&str]) -> Result<()> {
         }
     }
     bench::run(workspace, opts)
+}
+
+fn bench_nodes_cmd(args: &[&str]) -> Result<()> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace");
+    let mut opts = bench::nodes::NodesOptions {
+        patients: 10_000,
+        data: None,
+        database: "postgres://root@127.0.0.1:5432/test".into(),
+        nodes: vec![1, 2, 3],
+        workers: 2,
+        dir: std::env::temp_dir().join("fhir-bulk-bench-nodes"),
+        json_out: workspace.join("target/bench-nodes.json"),
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .copied()
+                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))
+        };
+        match *flag {
+            "--patients" => opts.patients = value()?.parse()?,
+            "--data" => opts.data = Some(value()?.into()),
+            "--database" => opts.database = value()?.into(),
+            "--nodes" => {
+                opts.nodes = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--workers" => opts.workers = value()?.parse()?,
+            "--dir" => opts.dir = value()?.into(),
+            "--json" => opts.json_out = value()?.into(),
+            other => bail!("unknown bench-nodes option {other}"),
+        }
+    }
+    bench::nodes::run(workspace, opts)
 }

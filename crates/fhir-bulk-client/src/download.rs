@@ -20,6 +20,7 @@ use crate::kickoff::body_message;
 use crate::observer::{Event, Observer};
 use crate::secret::redact_url;
 use crate::state::{FileKind, FileRecord, RunState, is_intact};
+use crate::verify::{BLOCK, Inline};
 use crate::transport::{Request, Transport, describe, is_retryable_status};
 use base64::Engine;
 use fhir_bulk_spec::manifest::{Manifest, OutputFile};
@@ -32,7 +33,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use tokio::io::AsyncWriteExt;
 use url::Url;
 
 /// One file to fetch, with the local name it gets.
@@ -165,23 +165,52 @@ impl Downloader<'_> {
             url: shown.clone(),
             reason: format!("not an absolute URL ({e}); M4 requires one"),
         })?;
-        let json_like = self.fetch(&url, &part).await?;
         let expected = task.entry.resource_type.clone();
-        if json_like && expected.as_deref() != Some("Binary") {
-            unwrap_binary(&part).await?;
-        }
-        let (p, d, rel, count, gzip) = (
-            part.clone(),
-            dest.clone(),
-            task.path.clone(),
-            task.entry.count,
-            self.gzip,
-        );
-        let stored = tokio::task::spawn_blocking(move || {
-            crate::verify::store_verified(&p, &d, &rel, expected.as_deref(), count, gzip)
-        })
-        .await
-        .map_err(|e| Error::io(&dest, std::io::Error::other(e)))??;
+        let fetched = match self.fetch(&url, &part, &task.path, expected.as_deref()).await {
+            Ok(f) => f,
+            Err(e @ Error::Verify { .. }) => {
+                crate::verify::reject(&part, &dest);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let inline = match fetched.inline {
+            Some(inline) => inline.finish(task.entry.count).map_err(|(line, reason)| {
+                crate::verify::reject(&part, &dest);
+                Error::Verify {
+                    path: task.path.clone(),
+                    line,
+                    reason,
+                }
+            })?,
+            None => None,
+        };
+        let stored = match inline {
+            // Checked and hashed while it arrived: the part is the file.
+            Some(stored) => {
+                tokio::fs::rename(&part, &dest)
+                    .await
+                    .map_err(|e| Error::io(&dest, e))?;
+                stored
+            }
+            None => {
+                if fetched.json_like && expected.as_deref() != Some("Binary") {
+                    unwrap_binary(&part).await?;
+                }
+                let (p, d, rel, count, gzip) = (
+                    part.clone(),
+                    dest.clone(),
+                    task.path.clone(),
+                    task.entry.count,
+                    self.gzip,
+                );
+                tokio::task::spawn_blocking(move || {
+                    crate::verify::store_verified(&p, &d, &rel, expected.as_deref(), count, gzip)
+                })
+                .await
+                .map_err(|e| Error::io(&dest, std::io::Error::other(e)))??
+            }
+        };
         let record = FileRecord {
             kind: task.kind,
             resource_type: task.entry.resource_type.clone(),
@@ -200,11 +229,21 @@ impl Downloader<'_> {
         Ok(record)
     }
 
-    /// Streams `url` into `part`, resuming what is there. Returns whether the body was JSON
-    /// rather than NDJSON (a candidate for the V2 `Binary` unwrapping).
-    async fn fetch(&self, url: &Url, part: &Path) -> Result<bool> {
+    /// Streams `url` into `part`, resuming what is there, checking plain NDJSON as it
+    /// arrives (`rel` names the file in errors).
+    async fn fetch(
+        &self,
+        url: &Url,
+        part: &Path,
+        rel: &str,
+        expected: Option<&str>,
+    ) -> Result<Fetched> {
         let shown = redact_url(url.as_str());
         let mut backoff = Backoff::new(self.timings.retry_initial, self.timings.retry_max);
+        // The inline check of what the part holds, kept across retries; `deferred` once the
+        // part needs the post-download pass (a JSON body, `--gzip` storage).
+        let mut checked: Option<Inline> = None;
+        let mut deferred = self.gzip;
         loop {
             let offset = tokio::fs::metadata(part)
                 .await
@@ -306,8 +345,41 @@ impl Downloader<'_> {
                     base == "application/json" || base == "application/fhir+json"
                 })
                 .unwrap_or(false);
-            match self.stream_body(resp, part, append, gzipped).await {
-                Ok(()) => return Ok(json_like),
+            if !append {
+                checked = None;
+                deferred = self.gzip;
+            }
+            // A JSON body may be a V2 `Binary` wrapper: checked after it is unwrapped.
+            deferred |= json_like;
+            let inline = if deferred {
+                None
+            } else {
+                match checked.take() {
+                    Some(c) if append && c.bytes() == offset => Some(c),
+                    _ if append => {
+                        // A part from an earlier run or attempt: read it once to resume the check.
+                        let (p, e) = (part.to_path_buf(), expected.map(str::to_string));
+                        let rebuilt =
+                            tokio::task::spawn_blocking(move || Inline::from_part(&p, e))
+                                .await
+                                .map_err(|e| Error::io(part, std::io::Error::other(e)))?
+                                .map_err(|e| Error::io(part, e))?;
+                        Some(rebuilt)
+                    }
+                    _ => Some(Inline::new(expected.map(str::to_string))),
+                }
+            };
+            let (result, inline) = self
+                .stream_body(resp, part, rel, append, gzipped, inline)
+                .await;
+            checked = inline;
+            match result {
+                Ok(()) => {
+                    return Ok(Fetched {
+                        json_like,
+                        inline: checked,
+                    });
+                }
                 Err(StreamError::Local(e)) => return Err(e),
                 Err(StreamError::Remote { reason, progressed }) => {
                     if progressed {
@@ -348,26 +420,47 @@ impl Downloader<'_> {
         Ok(())
     }
 
+    /// Streams the body into `part`, in [`BLOCK`]s: each full block goes to a blocking task
+    /// that writes it with one call and feeds `inline`, while the next block fills (one block
+    /// in flight, two buffers in all). Returns the inline state, which has seen exactly the
+    /// bytes now in the part, for a resumed attempt.
     async fn stream_body(
         &self,
         resp: reqwest::Response,
         part: &Path,
+        rel: &str,
         append: bool,
         gzipped: bool,
-    ) -> Result<(), StreamError> {
+        inline: Option<Inline>,
+    ) -> (Result<(), StreamError>, Option<Inline>) {
         let local = |e: std::io::Error| StreamError::Local(Error::io(part, e));
-        let file = tokio::fs::OpenOptions::new()
+        let file = match tokio::fs::OpenOptions::new()
             .create(true)
             .write(true)
             .append(append)
             .truncate(!append)
             .open(part)
             .await
-            .map_err(local)?;
-        let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, file);
-        // flate2's write-side decoder turns each compressed chunk into plain bytes in `Vec`,
-        // which we drain after every chunk: streaming decompression without an async codec.
-        let mut decoder = gzipped.then(|| flate2::write::MultiGzDecoder::new(Vec::new()));
+        {
+            Ok(f) => f.into_std().await,
+            Err(e) => return (Err(local(e)), inline),
+        };
+        let mut sink = BlockSink {
+            part,
+            idle: Some(Blocks { file, inline }),
+            busy: None,
+            spare: Vec::new(),
+        };
+        // flate2's write-side decoder turns each compressed chunk into plain bytes in its
+        // `Vec`, which is the block being filled: streaming decompression without an async
+        // codec and without another copy.
+        let mut decoder = gzipped
+            .then(|| flate2::write::MultiGzDecoder::new(Vec::with_capacity(BLOCK + 64 * 1024)));
+        let mut plain = if gzipped {
+            Vec::new()
+        } else {
+            Vec::with_capacity(BLOCK + 64 * 1024)
+        };
         let mut stream = resp.bytes_stream();
         let mut progressed = false;
         let mut failure = None;
@@ -380,41 +473,63 @@ impl Downloader<'_> {
                 }
             };
             progressed = true;
-            let plain: Vec<u8>;
-            let bytes: &[u8] = match decoder.as_mut() {
+            let block = match decoder.as_mut() {
                 Some(d) => {
+                    let before = d.get_ref().len();
                     if let Err(e) = d.write_all(&chunk) {
                         failure = Some(format!("bad gzip data: {e}"));
                         break;
                     }
-                    plain = std::mem::take(d.get_mut());
-                    &plain
+                    self.observer.event(&Event::Bytes {
+                        n: (d.get_ref().len() - before) as u64,
+                    });
+                    d.get_mut()
                 }
-                None => &chunk,
+                None => {
+                    plain.extend_from_slice(&chunk);
+                    self.observer.event(&Event::Bytes {
+                        n: chunk.len() as u64,
+                    });
+                    &mut plain
+                }
             };
-            out.write_all(bytes).await.map_err(local)?;
-            self.observer.event(&Event::Bytes {
-                n: bytes.len() as u64,
-            });
+            if block.len() >= BLOCK
+                && let Err(e) = sink.send(block, rel).await
+            {
+                return (Err(e), sink.into_inline().await);
+            }
         }
         if failure.is_none()
             && let Some(d) = decoder.as_mut()
         {
+            let before = d.get_ref().len();
             match d.try_finish() {
-                Ok(()) => {
-                    let rest = std::mem::take(d.get_mut());
-                    out.write_all(&rest).await.map_err(local)?;
-                }
+                Ok(()) => self.observer.event(&Event::Bytes {
+                    n: (d.get_ref().len() - before) as u64,
+                }),
                 Err(e) => failure = Some(format!("bad gzip data: {e}")),
             }
         }
-        out.flush().await.map_err(local)?;
-        match failure {
+        // What arrived is written and checked even when the transfer failed: a resumed
+        // request starts after it.
+        let last = match decoder.as_mut() {
+            Some(d) => d.get_mut(),
+            None => &mut plain,
+        };
+        if let Err(e) = sink.send(last, rel).await {
+            return (Err(e), sink.into_inline().await);
+        }
+        if let Err(e) = sink.wait(rel).await {
+            return (Err(e), sink.into_inline().await);
+        }
+        let inline = sink.into_inline().await;
+        let result = match failure {
             None => Ok(()),
             Some(reason) if reason.starts_with("bad gzip") => {
                 // A corrupt compressed body cannot be resumed from its decoded prefix.
-                drop(out);
-                remove_part(part).await.map_err(StreamError::Local)?;
+                if let Err(e) = remove_part(part).await {
+                    return (Err(StreamError::Local(e)), None);
+                }
                 Err(StreamError::Remote {
                     reason,
                     progressed: false,
@@ -424,8 +539,112 @@ impl Downloader<'_> {
                 reason: format!("transfer cut off: {reason}"),
                 progressed,
             }),
+        };
+        (result, inline)
+    }
+}
+
+/// The part file and its inline check, owned by whichever side holds them.
+struct Blocks {
+    file: std::fs::File,
+    inline: Option<Inline>,
+}
+
+/// What a block write can fail with.
+enum BlockError {
+    Io(std::io::Error),
+    Verify(crate::verify::LineError),
+}
+
+impl Blocks {
+    fn write(&mut self, block: &[u8]) -> std::result::Result<(), BlockError> {
+        // Written before it is checked, so a rejected part shows the offending line.
+        self.file.write_all(block).map_err(BlockError::Io)?;
+        match self.inline.as_mut() {
+            Some(inline) => inline.feed(block).map_err(BlockError::Verify),
+            None => Ok(()),
         }
     }
+}
+
+type Busy = tokio::task::JoinHandle<(Blocks, Vec<u8>, std::result::Result<(), BlockError>)>;
+
+/// Hands full blocks to a blocking task, one at a time, and recycles their buffers.
+struct BlockSink<'p> {
+    part: &'p Path,
+    /// Present while no block is in flight.
+    idle: Option<Blocks>,
+    busy: Option<Busy>,
+    /// The buffer of the last finished block, reused for the next one.
+    spare: Vec<u8>,
+}
+
+impl BlockSink<'_> {
+    /// Waits for the block in flight, if any.
+    async fn wait(&mut self, rel: &str) -> std::result::Result<(), StreamError> {
+        let Some(busy) = self.busy.take() else {
+            return Ok(());
+        };
+        let part = self.part;
+        let (blocks, mut buf, result) = busy
+            .await
+            .map_err(|e| StreamError::Local(Error::io(part, std::io::Error::other(e))))?;
+        self.idle = Some(blocks);
+        buf.clear();
+        self.spare = buf;
+        result.map_err(|e| {
+            StreamError::Local(match e {
+                BlockError::Io(e) => Error::io(part, e),
+                BlockError::Verify((line, reason)) => Error::Verify {
+                    path: rel.to_string(),
+                    line,
+                    reason,
+                },
+            })
+        })
+    }
+
+    /// Sends the bytes in `block` to be written and checked, leaving `block` empty (with the
+    /// spare buffer's capacity).
+    async fn send(
+        &mut self,
+        block: &mut Vec<u8>,
+        rel: &str,
+    ) -> std::result::Result<(), StreamError> {
+        if block.is_empty() {
+            return Ok(());
+        }
+        self.wait(rel).await?;
+        let Some(mut blocks) = self.idle.take() else {
+            return Ok(());
+        };
+        let mut full = std::mem::take(&mut self.spare);
+        std::mem::swap(&mut full, block);
+        if block.capacity() < BLOCK {
+            block.reserve(BLOCK + 64 * 1024);
+        }
+        self.busy = Some(tokio::task::spawn_blocking(move || {
+            let result = blocks.write(&full);
+            (blocks, full, result)
+        }));
+        Ok(())
+    }
+
+    /// The inline state once nothing is in flight (`None` if a block task was lost).
+    async fn into_inline(mut self) -> Option<Inline> {
+        if let Some(busy) = self.busy.take() {
+            self.idle = busy.await.ok().map(|(blocks, _, _)| blocks);
+        }
+        self.idle.and_then(|b| b.inline)
+    }
+}
+
+/// What [`Downloader::fetch`] leaves for the final check.
+struct Fetched {
+    /// The body was JSON rather than NDJSON: a candidate for the V2 `Binary` unwrapping.
+    json_like: bool,
+    /// The check made while downloading; `None` when the part needs [`crate::verify::store_verified`].
+    inline: Option<Inline>,
 }
 
 enum StreamError {

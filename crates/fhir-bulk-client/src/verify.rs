@@ -5,17 +5,19 @@
 //! `organizeOutputBy` (O2) files have no `type` and carry `Parameters` block headers, which
 //! are not counted as resources. The manifest's `count`, when given, must match.
 //!
-//! The check reads the finished `.part` file once, in blocking code (run it on
-//! `spawn_blocking`), hashing what it stores in the same pass: the plain file is renamed into
-//! place, or with `--gzip` recompressed while it is read. Memory stays at one line.
+//! Plain NDJSON is checked while it downloads ([`Inline`]: the blocks written to the `.part`
+//! are hashed and checked in the same pass, so the finished part is only renamed). The other
+//! cases (a body that is gzip data itself, a V2 `Binary`, `--gzip` storage) go through
+//! [`store_verified`], which reads the finished `.part` once, in blocking code, hashing what
+//! it stores in the same pass. Either way memory stays at one block plus one line.
+
+mod json;
 
 use crate::error::{Error, Result};
 use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::borrow::Cow;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
@@ -30,24 +32,16 @@ pub enum Line {
     BlockHeader,
 }
 
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(rename = "resourceType", borrow, default)]
-    resource_type: Option<Cow<'a, str>>,
-}
-
 /// Checks one NDJSON line against the manifest entry's `type` (`None` for organized output).
 pub fn check_line(line: &[u8], expected_type: Option<&str>) -> Result<Line, String> {
     let line = line.trim_ascii();
     if line.is_empty() {
         return Ok(Line::Blank);
     }
-    // serde would also read a struct from a JSON array; a line must be an object.
     if line[0] != b'{' {
         return Err("not a JSON object".into());
     }
-    let head: Head<'_> = serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}"))?;
-    let actual = head.resource_type.ok_or("the object has no resourceType")?;
+    let actual = json::resource_type(line)?.ok_or("the object has no resourceType")?;
     match expected_type {
         Some(expected) if actual != expected => Err(format!(
             "resourceType '{actual}' in a file the manifest lists as type '{expected}' (M4)"
@@ -91,6 +85,178 @@ fn io(p: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::io(p, e)
 }
 
+/// Size of the blocks files are read, checked and written in.
+pub(crate) const BLOCK: usize = 1 << 20;
+
+/// Index of the first `\n` in `buf`, by std's `memchr` (what `BufRead` uses).
+fn newline(buf: &[u8]) -> Option<usize> {
+    let mut rest = buf;
+    let n = rest.skip_until(b'\n').unwrap_or(0);
+    (n > 0 && buf[n - 1] == b'\n').then(|| n - 1)
+}
+
+/// Checks NDJSON that arrives in blocks of any size: complete lines are checked where they
+/// lie in the block; only a line cut by a block boundary is copied (into a reused buffer).
+#[derive(Debug)]
+pub(crate) struct Lines {
+    expected: Option<String>,
+    /// The start of a line whose end has not arrived yet.
+    carry: Vec<u8>,
+    line_no: u64,
+    resources: u64,
+}
+
+/// A failed check: line number (0 for the count) and reason.
+pub(crate) type LineError = (u64, String);
+
+impl Lines {
+    pub fn new(expected: Option<String>) -> Lines {
+        Lines {
+            expected,
+            carry: Vec::new(),
+            line_no: 0,
+            resources: 0,
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) -> Result<(), LineError> {
+        self.line_no += 1;
+        match check_line(line, self.expected.as_deref()) {
+            Ok(Line::Resource) => self.resources += 1,
+            Ok(_) => {}
+            Err(reason) => return Err((self.line_no, reason)),
+        }
+        Ok(())
+    }
+
+    /// Checks every line `block` completes.
+    pub fn feed(&mut self, block: &[u8]) -> Result<(), LineError> {
+        let mut rest = block;
+        if !self.carry.is_empty() {
+            let Some(i) = newline(rest) else {
+                self.carry.extend_from_slice(rest);
+                return Ok(());
+            };
+            let mut line = std::mem::take(&mut self.carry);
+            line.extend_from_slice(&rest[..=i]);
+            let checked = self.line(&line);
+            line.clear();
+            self.carry = line;
+            checked?;
+            rest = &rest[i + 1..];
+        }
+        while let Some(i) = newline(rest) {
+            self.line(&rest[..=i])?;
+            rest = &rest[i + 1..];
+        }
+        self.carry.extend_from_slice(rest);
+        Ok(())
+    }
+
+    /// Checks the last line (one without a newline) and the manifest's `count`; returns the
+    /// resources counted.
+    pub fn finish(&mut self, count: Option<u64>) -> Result<u64, LineError> {
+        if !self.carry.is_empty() {
+            let line = std::mem::take(&mut self.carry);
+            self.line(&line)?;
+        }
+        match count {
+            Some(expected) if expected != self.resources => Err((
+                0,
+                format!(
+                    "the manifest says count {expected}, the file holds {} resources",
+                    self.resources
+                ),
+            )),
+            _ => Ok(self.resources),
+        }
+    }
+}
+
+/// Verification while downloading: every block written to the `.part` is fed here in order,
+/// so the part is checked and hashed when its last byte arrives.
+#[derive(Debug)]
+pub(crate) struct Inline {
+    lines: Lines,
+    hasher: Sha256,
+    bytes: u64,
+    /// Left to [`store_verified`]: a body that starts like gzip data (servers that serve
+    /// `.ndjson.gz` without `Content-Encoding`), which it decompresses, or a resumed part
+    /// with a bad line, which it reports with its line number.
+    deferred: bool,
+}
+
+impl Inline {
+    pub fn new(expected: Option<String>) -> Inline {
+        Inline {
+            lines: Lines::new(expected),
+            hasher: Sha256::new(),
+            bytes: 0,
+            deferred: false,
+        }
+    }
+
+    /// Bytes fed so far: the size of the part it describes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Checks and hashes the next block of the part.
+    pub fn feed(&mut self, block: &[u8]) -> Result<(), LineError> {
+        if self.bytes == 0 && block.first() == Some(&0x1f) {
+            // 0x1f starts no NDJSON line, so nothing valid is deferred by this.
+            self.deferred = true;
+        }
+        self.bytes += block.len() as u64;
+        if self.deferred {
+            return Ok(());
+        }
+        self.hasher.update(block);
+        self.lines.feed(block)
+    }
+
+    /// State for a part already on disk (a resumed download): reads it once.
+    pub fn from_part(part: &Path, expected: Option<String>) -> std::io::Result<Inline> {
+        let mut inline = Inline::new(expected);
+        let mut file = std::fs::File::open(part)?;
+        let mut buf = vec![0u8; BLOCK];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(inline);
+            }
+            if inline.feed(&buf[..n]).is_err() {
+                inline.deferred = true;
+            }
+        }
+    }
+
+    /// The finished part's size, SHA-256 and resources, or `None` when it must go through
+    /// [`store_verified`] instead.
+    pub fn finish(mut self, count: Option<u64>) -> Result<Option<Stored>, LineError> {
+        if self.deferred {
+            return Ok(None);
+        }
+        let resources = self.lines.finish(count)?;
+        Ok(Some(Stored {
+            bytes: self.bytes,
+            sha256: hex::encode(self.hasher.finalize()),
+            resources,
+        }))
+    }
+}
+
+/// Keeps a part that failed its check as `<dest>.rejected`, for inspection.
+pub(crate) fn reject(part: &Path, dest: &Path) {
+    let _ = std::fs::rename(
+        part,
+        dest.with_extension(format!(
+            "{}.rejected",
+            dest.extension().and_then(|e| e.to_str()).unwrap_or("")
+        )),
+    );
+}
+
 /// Verifies `part` and moves it to `dest` (compressing it when `gzip`).
 ///
 /// `rel` names the file in errors. A `.part` that is itself gzip data (a server that stores
@@ -110,10 +276,10 @@ pub fn store_verified(
         f.read(&mut magic).map_err(io(part))? == 2 && magic == [0x1f, 0x8b]
     };
     let file = std::fs::File::open(part).map_err(io(part))?;
-    let mut input: Box<dyn BufRead> = if is_gzip_data {
-        Box::new(BufReader::new(MultiGzDecoder::new(BufReader::new(file))))
+    let mut input: Box<dyn Read> = if is_gzip_data {
+        Box::new(MultiGzDecoder::new(BufReader::new(file)))
     } else {
-        Box::new(BufReader::with_capacity(256 * 1024, file))
+        Box::new(file)
     };
     let tmp = dest.with_extension(format!(
         "{}.tmp",
@@ -138,60 +304,44 @@ pub fn store_verified(
     }
     let mut read_hasher = Sha256::new();
     let mut read_bytes = 0u64;
-    let mut resources = 0u64;
-    let mut line_no = 0u64;
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let result = (|| -> Result<()> {
+    let mut lines = Lines::new(expected_type.map(str::to_string));
+    let mut buf = vec![0u8; BLOCK];
+    let verify_error = |(line, reason): LineError| Error::Verify {
+        path: rel.to_string(),
+        line,
+        reason,
+    };
+    let result = (|| -> Result<u64> {
         loop {
-            buf.clear();
-            let n = input.read_until(b'\n', &mut buf).map_err(io(part))?;
+            let n = match input.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(part, e)),
+            };
             if n == 0 {
-                return Ok(());
+                return lines.finish(count).map_err(verify_error);
             }
-            line_no += 1;
-            match check_line(&buf, expected_type) {
-                Ok(Line::Resource) => resources += 1,
-                Ok(_) => {}
-                Err(reason) => {
-                    return Err(Error::Verify {
-                        path: rel.to_string(),
-                        line: line_no,
-                        reason,
-                    });
-                }
-            }
+            let block = &buf[..n];
+            lines.feed(block).map_err(verify_error)?;
             if let Some(w) = gz.as_mut() {
-                w.write_all(&buf).map_err(io(&tmp))?;
+                w.write_all(block).map_err(io(&tmp))?;
             } else if let Some(w) = plain.as_mut() {
-                w.write_all(&buf).map_err(io(&tmp))?;
+                w.write_all(block).map_err(io(&tmp))?;
             } else {
-                read_hasher.update(&buf);
+                read_hasher.update(block);
                 read_bytes += n as u64;
             }
         }
-    })()
-    .and_then(|()| match count {
-        Some(expected) if expected != resources => Err(Error::Verify {
-            path: rel.to_string(),
-            line: 0,
-            reason: format!(
-                "the manifest says count {expected}, the file holds {resources} resources"
-            ),
-        }),
-        _ => Ok(()),
-    });
-    if let Err(e) = result {
-        drop((gz, plain));
-        let _ = std::fs::remove_file(&tmp);
-        let _ = std::fs::rename(
-            part,
-            dest.with_extension(format!(
-                "{}.rejected",
-                dest.extension().and_then(|e| e.to_str()).unwrap_or("")
-            )),
-        );
-        return Err(e);
-    }
+    })();
+    let resources = match result {
+        Ok(resources) => resources,
+        Err(e) => {
+            drop((gz, plain));
+            let _ = std::fs::remove_file(&tmp);
+            reject(part, dest);
+            return Err(e);
+        }
+    };
     let (bytes, sha256) = if let Some(w) = gz {
         let mut h = w.finish().map_err(io(&tmp))?;
         h.flush().map_err(io(&tmp))?;
@@ -285,6 +435,73 @@ mod tests {
             check_line(br#"{"resourceType":"Encounter"}"#, None),
             Ok(Line::Resource)
         );
+    }
+
+    /// The inline check sees the same lines, counts and hash wherever the blocks split.
+    #[test]
+    fn inline_check_is_independent_of_block_boundaries() {
+        let body = b"{\"resourceType\":\"Patient\",\"id\":\"a\"}\r\n\n{\"resourceType\":\"Patient\",\"name\":[{\"text\":\"x\\\"y\"}]}\n{\"resourceType\":\"Patient\"}";
+        let whole = {
+            let mut i = Inline::new(Some("Patient".into()));
+            i.feed(body).unwrap();
+            i.finish(Some(3)).unwrap().unwrap()
+        };
+        assert_eq!(whole.resources, 3);
+        assert_eq!(whole.bytes, body.len() as u64);
+        assert_eq!(whole.sha256, hex::encode(Sha256::digest(body)));
+        for cut in 0..=body.len() {
+            let mut i = Inline::new(Some("Patient".into()));
+            i.feed(&body[..cut]).unwrap();
+            i.feed(&body[cut..]).unwrap();
+            assert_eq!(i.finish(Some(3)).unwrap().unwrap(), whole, "cut at {cut}");
+        }
+        let mut i = Inline::new(Some("Patient".into()));
+        for b in body.chunks(1) {
+            i.feed(b).unwrap();
+        }
+        assert_eq!(i.finish(None).unwrap().unwrap(), whole);
+
+        // A bad line is reported with its number, wherever it is cut.
+        let bad = b"{\"resourceType\":\"Patient\"}\n\n{\"resourceType\":\"Group\"}\n";
+        for cut in 0..=bad.len() {
+            let mut i = Inline::new(Some("Patient".into()));
+            let r = i.feed(&bad[..cut]).and_then(|()| i.feed(&bad[cut..]));
+            let (line, reason) = r.unwrap_err();
+            assert_eq!(line, 3, "cut at {cut}");
+            assert!(reason.contains("Group"), "{reason}");
+        }
+        // A last line cut short is only an error at the end.
+        let mut i = Inline::new(Some("Patient".into()));
+        i.feed(b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":").unwrap();
+        assert_eq!(i.finish(None).unwrap_err().0, 2);
+        let mut i = Inline::new(Some("Patient".into()));
+        i.feed(b"{\"resourceType\":\"Patient\"}\n").unwrap();
+        assert_eq!(i.finish(Some(2)).unwrap_err().0, 0);
+    }
+
+    /// Gzip data and resumed parts: the state is rebuilt from disk, and what the inline check
+    /// cannot handle is left to `store_verified`.
+    #[test]
+    fn inline_check_resumes_from_disk_and_defers_gzip_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("x.part");
+        let body = b"{\"resourceType\":\"Patient\",\"id\":\"a\"}\n{\"resourceType\":\"Patient\",\"id\":\"b\"}\n";
+        std::fs::write(&part, &body[..30]).unwrap();
+        let mut i = Inline::from_part(&part, Some("Patient".into())).unwrap();
+        assert_eq!(i.bytes(), 30);
+        i.feed(&body[30..]).unwrap();
+        let s = i.finish(Some(2)).unwrap().unwrap();
+        assert_eq!(s.sha256, hex::encode(Sha256::digest(body)));
+
+        std::fs::write(&part, b"{\"resourceType\":\"Group\"}\n").unwrap();
+        let i = Inline::from_part(&part, Some("Patient".into())).unwrap();
+        assert_eq!(i.finish(None).unwrap(), None);
+
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(body).unwrap();
+        let mut i = Inline::new(Some("Patient".into()));
+        i.feed(&enc.finish().unwrap()).unwrap();
+        assert_eq!(i.finish(Some(2)).unwrap(), None);
     }
 
     #[test]

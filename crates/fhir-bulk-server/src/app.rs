@@ -8,21 +8,29 @@ use crate::auth::{self, Auth};
 use crate::config::ServerConfig;
 use crate::engine::Engine;
 use crate::error::ApiError;
-use crate::sink::LocalSink;
+use crate::metrics::{self, Metrics};
+use crate::sink::{self, Sink};
 use crate::tenant::{self, RateLimiter};
-use crate::{files, kickoff, metadata, rest, status};
+use crate::{files, health, kickoff, metadata, rest, status};
 use axum::Router;
 use axum::extract::State;
 use axum::http::Uri;
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use fhir_bulk_store::Store;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tower::Layer;
+
+/// How long stopping workers may take to give their leases back.
+const ENGINE_GRACE: Duration = Duration::from_secs(10);
+/// How long in-flight requests may take to finish after a shutdown signal (a slow download
+/// is cut; clients resume it with `Range`).
+const DRAIN_GRACE: Duration = Duration::from_secs(15);
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -32,13 +40,15 @@ pub struct AppState {
     /// Configuration.
     pub config: Arc<ServerConfig>,
     /// Export files.
-    pub sink: LocalSink,
+    pub sink: Arc<dyn Sink>,
     /// Wakes idle export workers when a job is created.
     pub wake: Arc<Notify>,
     /// JWKS cache and access token keys (SMART Backend Services).
     pub auth: Arc<Auth>,
     /// The tenants' request rates (per node; see [`tenant`]).
     pub limiter: Arc<RateLimiter>,
+    /// This server's metrics (`/metrics`; shared with the engine).
+    pub metrics: Arc<Metrics>,
 }
 
 /// The HTTP API.
@@ -83,15 +93,25 @@ pub fn router(state: AppState) -> Router {
             "/{type}/{id}",
             get(rest::read).put(rest::update).delete(rest::delete),
         )
+        .route_layer(from_fn(metrics::tag_route))
         .method_not_allowed_fallback(method_not_allowed);
+    // Operations, at the root: no FHIR base, no tenant, no bearer token.
+    let ops = Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::scrape))
+        .route_layer(from_fn(metrics::tag_route))
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
     let bases = Router::new()
         .nest("/fhir", fhir)
         .fallback(not_found)
         .with_state(state.clone());
     // Tenants are mapped onto `/fhir` before routing, so the gate wraps the whole router.
+    let metrics = Arc::clone(&state.metrics);
     let gated = from_fn_with_state(state, tenant::route).layer(bases);
-    Router::new()
-        .fallback_service(gated)
+    ops.fallback_service(gated)
+        .layer(from_fn_with_state(metrics, metrics::track_http))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
@@ -120,10 +140,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
-    let sink = LocalSink::new(&config.output_dir);
-    sink.check().await?;
+    let sink = sink::open(&config).await?;
     let auth = Arc::new(Auth::new(&config).map_err(std::io::Error::other)?);
-    let engine = Engine::start(Arc::clone(&store), sink.clone(), Arc::clone(&config));
+    let metrics = Arc::new(Metrics::new());
+    let engine = Engine::start(
+        Arc::clone(&store),
+        Arc::clone(&sink),
+        Arc::clone(&config),
+        Arc::clone(&metrics),
+    );
     let state = AppState {
         store,
         config,
@@ -131,11 +156,34 @@ pub async fn serve(
         wake: engine.waker(),
         auth,
         limiter: Arc::new(RateLimiter::default()),
+        metrics,
     };
     let app = router(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    engine.shutdown(Duration::from_secs(10)).await;
-    result
+    // On the signal, workers give their leases back while HTTP drains, at once: waiting for
+    // the drain first would keep units leased behind a long download until the process is
+    // killed, and then until their leases expire.
+    let stop = CancellationToken::new();
+    let http = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(http, shutdown);
+    let ended = tokio::select! {
+        result = &mut http => Some(result),
+        () = &mut shutdown => None,
+    };
+    stop.cancel();
+    let drained = async {
+        match ended {
+            Some(result) => Some(result),
+            None => tokio::time::timeout(DRAIN_GRACE, &mut http).await.ok(),
+        }
+    };
+    let ((), drained) = tokio::join!(engine.shutdown(ENGINE_GRACE), drained);
+    drained.unwrap_or_else(|| {
+        tracing::warn!(
+            seconds = DRAIN_GRACE.as_secs(),
+            "requests still running after the drain period were cut"
+        );
+        Ok(())
+    })
 }

@@ -64,6 +64,9 @@ pub enum ApiError {
     /// 500: something broke inside. Logged; the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 503: a dependency (database, sink) is down; the message names it, never its cause.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::JobFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -100,6 +104,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => "throttled",
             ApiError::JobFailed(_) => "exception",
             ApiError::Internal(_) => "exception",
+            ApiError::Unavailable(_) => "transient",
         }
     }
 }

@@ -1,23 +1,21 @@
 //! Export file downloads (§7): streamed from the sink, never read whole; `Range` for resumed
-//! downloads (206), `Content-Encoding: gzip` when the client accepts it (F4), `HEAD`.
+//! downloads (206), `Content-Encoding: gzip` when the client accepts it (F4), `HEAD`. The same
+//! for every sink: with S3 these are the proxied file URLs (presigned ones bypass us).
 
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::base::Base;
 use crate::engine::JobParams;
 use crate::error::ApiError;
+use crate::sink::STREAM_BUFFER;
 use crate::status::visible_job;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use fhir_bulk_spec::scope::Permissions;
 use fhir_bulk_store::FileKind;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader};
-use tokio_util::io::ReaderStream;
-
-/// Read buffer for streaming a file.
-const STREAM_BUFFER: usize = 256 * 1024;
+use tokio_util::io::{ReaderStream, StreamReader};
 
 /// `GET`/`HEAD` on a file URL of the manifest.
 pub async fn download(
@@ -25,6 +23,7 @@ pub async fn download(
     base: Base,
     caller: Caller,
     Path((job_id, name)): Path<(String, String)>,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let job = visible_job(&state, &base, &caller, &job_id).await?;
@@ -44,61 +43,80 @@ pub async fn download(
     } else if file.kind != FileKind::Error {
         caller.require(&file.resource_type, Permissions::READ, "read")?;
     }
-    let path = state.sink.path(&job.id, &file.name);
-    let mut f = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| ApiError::Internal(format!("opening {}: {e}", path.display())))?;
-    let size = f
-        .metadata()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .len();
-
+    // Ranges are checked against the size committed with the file; the sink's own size
+    // must agree, or the file was changed behind our back.
+    let size = file.bytes;
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(range) => Some(parse_range(range, size)?),
+        None => None,
+    };
+    let gzip = range.is_none() && accepts_gzip(&headers);
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, fhir_bulk_spec::FHIR_NDJSON)
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, format!("\"{}-{}\"", job.id, file.name))
         .header(header::CACHE_CONTROL, "private, no-store");
-
-    if let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        let (start, end) = parse_range(range, size)?;
-        f.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let len = end - start + 1;
-        let stream = ReaderStream::with_capacity(f.take(len), STREAM_BUFFER);
-        builder = builder
+    builder = match range {
+        Some((start, end)) => builder
             .status(StatusCode::PARTIAL_CONTENT)
             .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"))
-            .header(header::CONTENT_LENGTH, len);
-        return builder
-            .body(Body::from_stream(stream))
-            .map_err(|e| ApiError::Internal(e.to_string()));
-    }
-
-    if accepts_gzip(&headers) {
+            .header(header::CONTENT_LENGTH, end - start + 1),
         // Compressed on the fly at a fast level; the length is unknown, so it is chunked.
-        let encoder = async_compression::tokio::bufread::GzipEncoder::with_quality(
-            BufReader::with_capacity(STREAM_BUFFER, f),
-            async_compression::Level::Fastest,
-        );
-        let stream = ReaderStream::with_capacity(encoder, STREAM_BUFFER);
-        builder = builder
+        None if gzip => builder
             .status(StatusCode::OK)
             .header(header::CONTENT_ENCODING, "gzip")
-            .header(header::VARY, "accept-encoding");
+            .header(header::VARY, "accept-encoding"),
+        None => builder
+            .status(StatusCode::OK)
+            .header(header::CONTENT_LENGTH, size)
+            .header(header::VARY, "accept-encoding"),
+    };
+    let sink_error = |e: std::io::Error| {
+        ApiError::Internal(format!("reading file {} of job {}: {e}", file.name, job.id))
+    };
+    let check_size = |found: u64| {
+        (found == size).then_some(()).ok_or_else(|| {
+            ApiError::Internal(format!(
+                "file {} of job {} has {found} bytes in the sink but {size} were committed",
+                file.name, job.id
+            ))
+        })
+    };
+
+    if method == Method::HEAD {
+        // The headers of the GET without reading the file (on S3 a HEAD, not a GET).
+        let found = state
+            .sink
+            .size(&job.id, &file.name)
+            .await
+            .map_err(sink_error)?;
+        check_size(found)?;
         return builder
-            .body(Body::from_stream(stream))
+            .body(Body::empty())
             .map_err(|e| ApiError::Internal(e.to_string()));
     }
 
-    let stream = ReaderStream::with_capacity(f, STREAM_BUFFER);
-    builder = builder
-        .status(StatusCode::OK)
-        .header(header::CONTENT_LENGTH, size)
-        .header(header::VARY, "accept-encoding");
+    let read = state
+        .sink
+        .open(
+            &job.id,
+            &file.name,
+            range.map(|(start, end)| start..end + 1),
+        )
+        .await
+        .map_err(sink_error)?;
+    check_size(read.size)?;
+    let body = if gzip {
+        let encoder = async_compression::tokio::bufread::GzipEncoder::with_quality(
+            StreamReader::new(read.stream),
+            async_compression::Level::Fastest,
+        );
+        Body::from_stream(ReaderStream::with_capacity(encoder, STREAM_BUFFER))
+    } else {
+        Body::from_stream(read.stream)
+    };
     builder
-        .body(Body::from_stream(stream))
+        .body(body)
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 

@@ -257,11 +257,18 @@ async fn kickoff(
         .map(|(t, _)| t.clone())
         .filter(|t| in_level(t) && caller.can_read(t))
         .collect();
+    // Id slices only at system level: a Group or patient scan walks its cohort, which each
+    // slice would walk again.
+    let slice_above = match level {
+        Level::System => state.config.unit_max_resources,
+        _ => None,
+    };
     let Plan { types, units } = plan(
         &request,
         held,
         &counts,
         caller.can_read("Provenance"),
+        slice_above,
         &mut warnings,
     );
 

@@ -10,12 +10,18 @@
 //! manifest); once it completes, the same pages come with `200`, all linked.
 //!
 //! Without `allowPartialManifests` there is one manifest with every file and no `link`.
+//!
+//! File URLs are ours (`bulk-files/...`), or with presigned S3 URLs (M3:
+//! `requiresAccessToken: false`) signed afresh for each request, which ST4 and F1 allow
+//! ("refresh expired URLs"): only the signature and its expiry differ between two fetches.
 
+use crate::app::AppState;
 use crate::base::Base;
 use crate::engine::JobParams;
 use crate::error::ApiError;
 use fhir_bulk_spec::manifest::{Link, Manifest, OutputFile};
 use fhir_bulk_store::{FileKind, Job, JobFile, Unit};
+use std::collections::HashMap;
 
 /// What a status request asked for: the manifest (page 1) or `?page=n`.
 pub(crate) fn requested_page(query: Option<&str>) -> Result<usize, ApiError> {
@@ -39,6 +45,8 @@ pub(crate) struct Manifests<'a> {
     requires_access_token: bool,
     organized_by: Option<String>,
     paged: bool,
+    /// Presigned URLs by file name; files not in it get our own URL.
+    signed: HashMap<String, String>,
 }
 
 impl<'a> Manifests<'a> {
@@ -55,7 +63,14 @@ impl<'a> Manifests<'a> {
             requires_access_token,
             organized_by: params.request.organize_output_by,
             paged: params.request.allow_partial_manifests,
+            signed: HashMap::new(),
         })
+    }
+
+    /// Uses these presigned URLs (by file name) instead of ours.
+    pub(crate) fn with_signed_urls(mut self, signed: HashMap<String, String>) -> Self {
+        self.signed = signed;
+        self
     }
 
     /// True with `allowPartialManifests`: the manifest comes in pages, partial ones first.
@@ -110,9 +125,10 @@ impl<'a> Manifests<'a> {
             // M4: organized files hold many types and carry no `type`.
             resource_type: (f.kind != FileKind::Output || self.organized_by.is_none())
                 .then(|| f.resource_type.clone()),
-            url: self
-                .base
-                .join(&format!("bulk-files/{}/{}", self.job.id, f.name)),
+            url: self.signed.get(&f.name).cloned().unwrap_or_else(|| {
+                self.base
+                    .join(&format!("bulk-files/{}/{}", self.job.id, f.name))
+            }),
             count: Some(f.count),
             continues_in_file: None,
         };
@@ -141,6 +157,26 @@ impl<'a> Manifests<'a> {
             extension: None,
         }
     }
+}
+
+/// Presigned URLs of `files` by name, valid until the job expires at the latest. Every
+/// file gets one: the manifest then says no token is needed (M3), so none may be missing.
+pub(crate) async fn presigned_urls(
+    state: &AppState,
+    job: &Job,
+    files: &[JobFile],
+) -> Result<HashMap<String, String>, ApiError> {
+    let mut out = HashMap::with_capacity(files.len());
+    for f in files {
+        let url = state
+            .sink
+            .presigned_url(&job.id, &f.name, job.expires_at)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot presign {}: {e}", f.name)))?
+            .ok_or_else(|| ApiError::Internal("this sink cannot presign file URLs".into()))?;
+        out.insert(f.name.clone(), url.to_string());
+    }
+    Ok(out)
 }
 
 /// The pages: the files of each completed unit that wrote any, in completion order.
@@ -174,6 +210,7 @@ mod tests {
             written: 0,
             attempts: 1,
             done_seq,
+            ids: fhir_bulk_store::IdRange::all(),
         }
     }
 

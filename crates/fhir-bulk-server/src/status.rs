@@ -4,8 +4,9 @@
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::base::Base;
+use crate::config::FileUrls;
 use crate::error::ApiError;
-use crate::manifest::{Manifests, requested_page};
+use crate::manifest::{Manifests, presigned_urls, requested_page};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -55,7 +56,9 @@ pub async fn poll(
 ) -> Result<Response, ApiError> {
     let job = visible_job(&state, &base, &caller, &id).await?;
     let page = requested_page(query.as_deref())?;
-    let manifests = Manifests::new(&base, &job, state.config.auth_enabled)?;
+    // M3: presigned URLs need no token; ours need it whenever auth is on.
+    let presigned = state.config.file_urls == FileUrls::Presigned;
+    let manifests = Manifests::new(&base, &job, state.config.auth_enabled && !presigned)?;
     match job.status {
         JobStatus::Running => {
             let units = state.store.units(&job.id).await?;
@@ -64,6 +67,11 @@ pub async fn poll(
                 state.store.files(&job.id).await?
             } else {
                 Vec::new()
+            };
+            let manifests = if presigned {
+                manifests.with_signed_urls(presigned_urls(&state, &job, &files).await?)
+            } else {
+                manifests
             };
             let (progress, retry_after) = progress(&job, &units, Instant::now());
             let mut resp = match manifests.page(&units, &files, page, false)? {
@@ -84,6 +92,11 @@ pub async fn poll(
         JobStatus::Completed => {
             let units = state.store.units(&job.id).await?;
             let files = state.store.files(&job.id).await?;
+            let manifests = if presigned {
+                manifests.with_signed_urls(presigned_urls(&state, &job, &files).await?)
+            } else {
+                manifests
+            };
             let manifest = manifests
                 .page(&units, &files, page, true)?
                 .ok_or_else(|| ApiError::Internal("a completed job has no manifest".into()))?;

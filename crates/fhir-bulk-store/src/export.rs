@@ -34,6 +34,46 @@ pub struct ExportScan {
     pub until: Instant,
     /// Compartment scope.
     pub scope: PatientScope,
+    /// The slice of the type's ids this scan covers (a unit of a large type).
+    pub ids: IdRange,
+}
+
+/// A slice of a type's ids, in the store's text order: `from` inclusive, `to` exclusive,
+/// `None` open. Large types are cut into slices so several workers (of several nodes) can
+/// export one type at once; the slices of a type tile the whole id space, so every id falls
+/// in exactly one, whatever the ids look like.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdRange {
+    /// Lowest id of the slice (inclusive), `None` from the start.
+    pub from: Option<String>,
+    /// First id after the slice, `None` to the end.
+    pub to: Option<String>,
+}
+
+impl IdRange {
+    /// Every id.
+    pub fn all() -> IdRange {
+        IdRange::default()
+    }
+
+    /// Is this every id?
+    pub fn is_all(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+
+    /// `parts` slices tiling the id space, cut at two-hex-digit prefixes ("40", "80", …):
+    /// even for UUIDs and other hex ids, still correct (if uneven) for any other ids.
+    /// `parts` is clamped to 1..=256.
+    pub fn split(parts: usize) -> Vec<IdRange> {
+        let parts = parts.clamp(1, 256);
+        let cut = |i: usize| (i > 0 && i < parts).then(|| format!("{:02x}", i * 256 / parts));
+        (0..parts)
+            .map(|i| IdRange {
+                from: cut(i),
+                to: cut(i + 1),
+            })
+            .collect()
+    }
 }
 
 /// A run of whole NDJSON lines.
@@ -70,6 +110,7 @@ impl ExportSet {
             since: self.since,
             until: self.until,
             scope: self.scope.clone(),
+            ids: IdRange::all(),
         }
     }
 }
@@ -83,4 +124,24 @@ pub struct OrganizedRow {
     pub resource_type: String,
     /// The resource's JSON (one line, no newline).
     pub json: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdRange;
+
+    #[test]
+    fn slices_tile_the_id_space() {
+        assert_eq!(IdRange::split(1), vec![IdRange::all()]);
+        let four = IdRange::split(4);
+        assert_eq!(four[0].to.as_deref(), Some("40"));
+        assert_eq!(four[3].from.as_deref(), Some("c0"));
+        for parts in [2, 3, 7, 16] {
+            let slices = IdRange::split(parts);
+            for w in slices.windows(2) {
+                assert_eq!(w[0].to, w[1].from, "slices must meet");
+            }
+            assert!(slices[0].from.is_none() && slices[parts - 1].to.is_none());
+        }
+    }
 }

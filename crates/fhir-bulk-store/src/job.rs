@@ -1,6 +1,7 @@
 //! Export jobs: rows, not tasks. Work is cut into units that any worker (of any node) claims
 //! with a lease; a unit's files commit together with its completion.
 
+use crate::IdRange;
 use fhir_bulk_spec::instant::Instant;
 use serde_json::Value;
 
@@ -110,6 +111,8 @@ pub struct NewUnit {
     pub kind: UnitKind,
     /// Estimated resources (for `X-Progress`).
     pub estimate: u64,
+    /// The slice of the type's ids it covers.
+    pub ids: IdRange,
 }
 
 /// A job as stored.
@@ -152,6 +155,8 @@ pub struct Unit {
     pub kind: UnitKind,
     /// Estimated resources.
     pub estimate: u64,
+    /// The slice of the type's ids it covers.
+    pub ids: IdRange,
     /// True once completed.
     pub done: bool,
     /// Resources written so far (as of the last heartbeat, or final).

@@ -34,7 +34,7 @@ pub mod tenant;
 
 pub use client::{Client, Credential, NewClient};
 pub use error::StoreError;
-pub use export::{ExportChunk, ExportScan, ExportSet, OrganizedRow, PatientScope};
+pub use export::{ExportChunk, ExportScan, ExportSet, IdRange, OrganizedRow, PatientScope};
 pub use job::{FileKind, Job, JobFile, JobStatus, NewJob, NewUnit, QueueCounts, Unit, UnitKind};
 pub use open::open;
 pub use resource::{StoredResource, Write, WriteResult, WriteSummary};

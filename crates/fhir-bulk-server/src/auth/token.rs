@@ -19,6 +19,7 @@ use super::secret::{Secret, verify_client_secret};
 use crate::app::AppState;
 use crate::base::Base;
 use crate::error::ApiError;
+use crate::metrics::TokenFailure;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -40,6 +41,8 @@ pub struct TokenError {
     pub description: String,
     /// The client tried HTTP Basic: a 401 must then challenge with `Basic` (RFC 6749 §5.2).
     basic: bool,
+    /// The metrics label: `error`, or a finer reason (unknown client, replay).
+    pub reason: TokenFailure,
 }
 
 impl TokenError {
@@ -49,6 +52,7 @@ impl TokenError {
             error: "invalid_request",
             description: d.into(),
             basic: false,
+            reason: TokenFailure::InvalidRequest,
         }
     }
 
@@ -58,6 +62,7 @@ impl TokenError {
             error: "invalid_client",
             description: d.into(),
             basic: false,
+            reason: TokenFailure::InvalidClient,
         }
     }
 
@@ -67,6 +72,7 @@ impl TokenError {
             error: "invalid_scope",
             description: d.into(),
             basic: false,
+            reason: TokenFailure::InvalidScope,
         }
     }
 
@@ -76,6 +82,7 @@ impl TokenError {
             error: "server_error",
             description: "an internal error occurred; the server log has the details".into(),
             basic: false,
+            reason: TokenFailure::ServerError,
         }
     }
 }
@@ -168,6 +175,7 @@ pub async fn token(
     match issue(&state, &base, &headers, &body, &mut client_hint).await {
         Ok(resp) => resp,
         Err(e) => {
+            state.metrics.token_failure(e.reason);
             // The description is the whole story; it never holds a credential.
             tracing::info!(
                 client_id = client_hint.as_deref().unwrap_or("-"),
@@ -218,6 +226,7 @@ async fn issue(
                     "grant_type '{other}' is not supported; this server issues client_credentials tokens only"
                 ),
                 basic: false,
+                reason: TokenFailure::UnsupportedGrantType,
             });
         }
     }
@@ -375,8 +384,9 @@ async fn lookup_secret_client(
         .store
         .client(&base.tenant, client_id)
         .await?
-        .ok_or_else(|| {
-            TokenError::invalid_client(format!("client '{client_id}' is not registered"))
+        .ok_or_else(|| TokenError {
+            reason: TokenFailure::UnknownClient,
+            ..TokenError::invalid_client(format!("client '{client_id}' is not registered"))
         })?;
     match &client.credential {
         Credential::SecretHash(hash) if verify_client_secret(secret, hash) => Ok(client),
@@ -404,8 +414,9 @@ async fn verify_assertion(
         .store
         .client(&base.tenant, &client_id)
         .await?
-        .ok_or_else(|| {
-            bad(format!(
+        .ok_or_else(|| TokenError {
+            reason: TokenFailure::UnknownClient,
+            ..bad(format!(
                 "client '{client_id}' (the assertion's iss) is not registered"
             ))
         })?;
@@ -474,7 +485,10 @@ async fn verify_assertion(
         .record_jti(&base.tenant, &client.id, &checked.jti, keep_until)
         .await?
     {
-        return Err(bad("the assertion's jti was already used; sign a new assertion for every token request (J3)".into()));
+        return Err(TokenError {
+            reason: TokenFailure::Replay,
+            ..bad("the assertion's jti was already used; sign a new assertion for every token request (J3)".into())
+        });
     }
     Ok(client)
 }

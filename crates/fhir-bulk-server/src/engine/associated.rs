@@ -27,7 +27,7 @@ use super::{JobParams, Shared, roller::Roller};
 use fhir_bulk_spec::compartment::reference_target;
 use fhir_bulk_spec::instant::Instant;
 use fhir_bulk_spec::kickoff::AssociatedData;
-use fhir_bulk_store::{ExportScan, ExportSet, Job, PatientScope};
+use fhir_bulk_store::{ExportScan, ExportSet, IdRange, Job, PatientScope};
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -100,6 +100,7 @@ pub(super) async fn write(
         since: None,
         until,
         scope: PatientScope::All,
+        ids: IdRange::all(),
     };
     let latest = match req.associated_data() {
         AssociatedData::Latest => Some(latest_per_target(&cx, scan.clone(), lost).await?),

@@ -23,7 +23,8 @@ pub use params::JobParams;
 pub(crate) use plan::{Plan, plan};
 
 use crate::config::ServerConfig;
-use crate::sink::LocalSink;
+use crate::metrics::Metrics;
+use crate::sink::Sink;
 use fhir_bulk_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,15 +43,21 @@ pub struct Engine {
 #[derive(Clone)]
 pub(crate) struct Shared {
     pub store: Arc<dyn Store>,
-    pub sink: LocalSink,
+    pub sink: Arc<dyn Sink>,
     pub config: Arc<ServerConfig>,
     pub wake: Arc<Notify>,
     pub stop: CancellationToken,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Engine {
     /// Starts `config.workers` workers (0 makes a node that only serves HTTP) and the purger.
-    pub fn start(store: Arc<dyn Store>, sink: LocalSink, config: Arc<ServerConfig>) -> Engine {
+    pub fn start(
+        store: Arc<dyn Store>,
+        sink: Arc<dyn Sink>,
+        config: Arc<ServerConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Engine {
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
         let shared = Shared {
@@ -59,6 +66,7 @@ impl Engine {
             config: Arc::clone(&config),
             wake: Arc::clone(&wake),
             stop: stop.clone(),
+            metrics,
         };
         let mut tasks = JoinSet::new();
         for n in 0..config.workers {

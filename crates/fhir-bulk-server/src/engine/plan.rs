@@ -1,6 +1,7 @@
 //! The units of a new job: which types it returns and who writes them.
 //!
-//! - Plain output: one unit per type (P4).
+//! - Plain output: one unit per type (P4); with `slice_above`, a type with more resources is
+//!   cut into id slices of about that many, one unit each (several workers and nodes share it).
 //! - `organizeOutputBy=Patient` (O2): one [`UnitKind::Organized`] unit for every type instead,
 //!   because a patient's block holds all its types and must not be split across units.
 //! - `includeAssociatedData` (P7): one [`UnitKind::Associated`] unit for the Provenance found
@@ -11,7 +12,10 @@
 //! - `_since`: a `deleted` unit per type (M5). Lenient warnings: one `error` unit (K5).
 
 use fhir_bulk_spec::kickoff::ExportRequest;
-use fhir_bulk_store::{NewUnit, UnitKind};
+use fhir_bulk_store::{IdRange, NewUnit, UnitKind};
+
+/// At most this many slices per type: past that, units are already seconds of work each.
+const MAX_SLICES: u64 = 64;
 
 /// The planned job.
 pub(crate) struct Plan {
@@ -24,12 +28,14 @@ pub(crate) struct Plan {
 /// Plans the units of `request`. `held` are the types to export without `_type` (held by the
 /// tenant, covered by the level, readable by the caller), `counts` the live resources per type
 /// (estimates for `X-Progress`), `provenance_readable` whether the caller may read Provenance
-/// (K9). Warnings found here are appended to `warnings` (they end in the `error` file).
+/// (K9), `slice_above` the size above which a type is cut into id slices (`None`: never).
+/// Warnings found here are appended to `warnings` (they end in the `error` file).
 pub(crate) fn plan(
     request: &ExportRequest,
     held: Vec<String>,
     counts: &[(String, u64)],
     provenance_readable: bool,
+    slice_above: Option<u64>,
     warnings: &mut Vec<String>,
 ) -> Plan {
     let associated = request.associated_data();
@@ -45,6 +51,21 @@ pub(crate) fn plan(
         resource_type: t.to_string(),
         kind,
         estimate,
+        ids: IdRange::all(),
+    };
+    let output_units = |t: &str| -> Vec<NewUnit> {
+        let n = estimate(t);
+        let slices = match slice_above {
+            Some(max) if max > 0 && n > max => n.div_ceil(max).min(MAX_SLICES),
+            _ => 1,
+        };
+        IdRange::split(slices as usize)
+            .into_iter()
+            .map(|ids| NewUnit {
+                ids,
+                ..unit(t, UnitKind::Output, n / slices)
+            })
+            .collect()
     };
 
     let mut units: Vec<NewUnit> = match request.organize_output_by.as_deref() {
@@ -54,10 +75,7 @@ pub(crate) fn plan(
             types.iter().map(|t| estimate(t)).sum(),
         )],
         Some(_) => Vec::new(),
-        None => types
-            .iter()
-            .map(|t| unit(t, UnitKind::Output, estimate(t)))
-            .collect(),
+        None => types.iter().flat_map(|t| output_units(t)).collect(),
     };
     if associated.adds_provenance() {
         if provenance_readable {
@@ -108,7 +126,7 @@ mod tests {
             ..Default::default()
         };
         let counts = [("Observation".to_string(), 5), ("Patient".to_string(), 2)];
-        let p = plan(&req, held(), &counts, true, &mut Vec::new());
+        let p = plan(&req, held(), &counts, true, None, &mut Vec::new());
         assert_eq!(p.units[0].estimate, 7);
         assert_eq!(
             kinds(&p),
@@ -129,14 +147,14 @@ mod tests {
             include_associated_data: vec!["RelevantProvenanceResources".into()],
             ..Default::default()
         };
-        let p = plan(&req, held(), &[], true, &mut Vec::new());
+        let p = plan(&req, held(), &[], true, None, &mut Vec::new());
         assert_eq!(p.types, vec!["Observation", "Patient"]);
         assert_eq!(kinds(&p)[2], ("Provenance".into(), UnitKind::Associated));
         let typed = ExportRequest {
             types: Some(vec!["Observation".into()]),
             ..req.clone()
         };
-        let p = plan(&typed, held(), &[], true, &mut Vec::new());
+        let p = plan(&typed, held(), &[], true, None, &mut Vec::new());
         assert_eq!(
             kinds(&p),
             vec![
@@ -145,15 +163,47 @@ mod tests {
             ]
         );
         let mut warnings = Vec::new();
-        let p = plan(&typed, held(), &[], false, &mut warnings);
+        let p = plan(&typed, held(), &[], false, None, &mut warnings);
         assert_eq!(warnings.len(), 1);
         assert_eq!(kinds(&p).last().unwrap().1, UnitKind::Error);
         let none = ExportRequest {
             include_associated_data: vec!["_none".into()],
             ..Default::default()
         };
-        let p = plan(&none, held(), &[], true, &mut Vec::new());
+        let p = plan(&none, held(), &[], true, None, &mut Vec::new());
         assert_eq!(p.types, vec!["Observation", "Patient"]);
         assert_eq!(p.units.len(), 2);
+    }
+
+    /// Large types are cut into id slices that tile the id space; small ones stay whole.
+    #[test]
+    fn large_types_are_sliced() {
+        let counts = [
+            ("Observation".to_string(), 1_000_000),
+            ("Patient".to_string(), 10),
+        ];
+        let held = vec!["Observation".to_string(), "Patient".to_string()];
+        let p = plan(
+            &ExportRequest::default(),
+            held.clone(),
+            &counts,
+            true,
+            Some(250_000),
+            &mut Vec::new(),
+        );
+        let obs: Vec<_> = p
+            .units
+            .iter()
+            .filter(|u| u.resource_type == "Observation")
+            .collect();
+        assert_eq!(obs.len(), 4);
+        assert!(obs.iter().all(|u| u.estimate == 250_000));
+        assert_eq!(obs[0].ids.from, None);
+        assert_eq!(obs[3].ids.to, None);
+        let patient: Vec<_> = p.units.iter().filter(|u| u.resource_type == "Patient").collect();
+        assert_eq!(patient.len(), 1);
+        assert!(patient[0].ids.is_all());
+        let whole = plan(&ExportRequest::default(), held, &counts, true, None, &mut Vec::new());
+        assert_eq!(whole.units.len(), 2);
     }
 }

@@ -3,13 +3,13 @@
 //! only a chunk that crosses a limit is split at line ends. Blocks of organized output
 //! ([`Roller::write_block`]) are never split: files roll over between blocks.
 
-use crate::sink::{LocalSink, SinkFile};
+use crate::sink::{Sink, SinkWriter};
 use fhir_bulk_store::{FileKind, JobFile};
 use std::io;
 
 /// One open file of a roller.
 struct Open {
-    file: SinkFile,
+    file: Box<dyn SinkWriter>,
     name: String,
     count: u64,
     bytes: u64,
@@ -17,7 +17,7 @@ struct Open {
 
 /// Rolls the output of one unit into `{stem}-{part:03}.ndjson` files.
 pub(crate) struct Roller<'a> {
-    sink: &'a LocalSink,
+    sink: &'a dyn Sink,
     job_id: &'a str,
     stem: String,
     kind: FileKind,
@@ -35,7 +35,7 @@ pub(crate) struct Roller<'a> {
 impl<'a> Roller<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        sink: &'a LocalSink,
+        sink: &'a dyn Sink,
         job_id: &'a str,
         unit_seq: i64,
         stem: String,

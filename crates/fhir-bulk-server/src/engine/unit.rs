@@ -1,8 +1,9 @@
 //! Running one unit: scan, write files, heartbeat, commit or abandon.
 
 use super::{JobParams, Shared, associated, organized, roller::Roller, transform::Transform};
+use fhir_bulk_spec::instant::Instant;
 use fhir_bulk_spec::outcome::{Severity, outcome};
-use fhir_bulk_store::{ExportScan, ExportSet, FileKind, Job, JobFile, Unit, UnitKind};
+use fhir_bulk_store::{ExportScan, ExportSet, FileKind, Job, JobFile, JobStatus, Unit, UnitKind};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +38,7 @@ pub(super) async fn run(shared: &Shared, job: Job, unit: Unit) {
     ));
 
     let mut roller = Roller::new(
-        &shared.sink,
+        shared.sink.as_ref(),
         &job.id,
         unit.seq,
         file_stem(&unit),
@@ -76,8 +77,15 @@ pub(super) async fn run(shared: &Shared, job: Job, unit: Unit) {
             tracing::warn!(job = %job.id, unit = unit.seq, "lease lost; unit abandoned")
         }
         Err(Stop::Shutdown) => {
-            let _ = shared.store.release_unit(&job.id, unit.seq, &node).await;
-            tracing::info!(job = %job.id, unit = unit.seq, "unit given back at shutdown");
+            match shared.store.release_unit(&job.id, unit.seq, &node).await {
+                Ok(()) => {
+                    tracing::info!(job = %job.id, unit = unit.seq, "unit given back at shutdown")
+                }
+                // Not fatal: the lease expires and another worker takes the unit then.
+                Err(e) => {
+                    tracing::warn!(job = %job.id, unit = unit.seq, error = %e, "cannot give the unit back at shutdown; it is taken again when its lease expires")
+                }
+            }
         }
         Err(Stop::Failed(reason)) => {
             if unit.attempts >= MAX_ATTEMPTS {
@@ -113,6 +121,7 @@ async fn commit(
     files: Vec<JobFile>,
 ) -> Result<(), Stop> {
     let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+    let tally = shared.metrics.tally(unit.kind, &files);
     match shared
         .store
         .complete_unit(&job.id, unit.seq, node, files)
@@ -120,6 +129,8 @@ async fn commit(
     {
         Ok(true) => {
             tracing::info!(job = %job.id, unit = unit.seq, files = names.len(), "unit completed");
+            shared.metrics.exported(tally);
+            observe_if_last(shared, job, unit.seq).await;
             Ok(())
         }
         Ok(false) => {
@@ -130,6 +141,34 @@ async fn commit(
             shared.sink.delete_files(&job.id, &names).await;
             Err(Stop::Failed(format!("cannot commit the unit: {e}")))
         }
+    }
+}
+
+/// Observes the job's duration when `seq` was its last unit. Several units can see the job
+/// completed (completions on other workers or nodes commit meanwhile), but the store numbers
+/// completions (`done_seq`) densely per job, so only the last has the unit count: each job
+/// is observed once across nodes. The cheap job read first spares the unit list while the
+/// job still runs.
+async fn observe_if_last(shared: &Shared, job: &Job, seq: i64) {
+    let done = match shared.store.job(&job.tenant, &job.id).await {
+        Ok(Some(j)) if j.status == JobStatus::Completed => j,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(job = %job.id, error = %e, "metrics: cannot read the job");
+            return;
+        }
+    };
+    match shared.store.units(&job.id).await {
+        Ok(units) => {
+            let last = i64::try_from(units.len()).ok();
+            if units.iter().any(|u| u.seq == seq && u.done_seq == last) {
+                let end = done.finished_at.unwrap_or_else(Instant::now);
+                shared
+                    .metrics
+                    .export_completed((end.0 - done.created_at.0) as f64 / 1e6);
+            }
+        }
+        Err(e) => tracing::warn!(job = %job.id, error = %e, "metrics: cannot read the job's units"),
     }
 }
 
@@ -191,6 +230,7 @@ async fn write_unit(
         since: params.request.since,
         until,
         scope: params.scope.clone(),
+        ids: unit.ids.clone(),
     };
     match unit.kind {
         UnitKind::Output => {

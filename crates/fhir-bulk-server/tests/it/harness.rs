@@ -1,30 +1,18 @@
-//! A real server on `127.0.0.1:0` with a fresh SQLite database, plus what tests need to
-//! drive an export and to compute expectations independently from the Synthea files.
+//! A real server on `127.0.0.1:0` with a fresh database (SQLite, or a schema of its own in
+//! PostgreSQL under `FHIR_BULK_TEST_DATABASE`: see `fhir-bulk-testkit`), plus what tests need
+//! to drive an export and to compute expectations independently from the Synthea files.
 
 use fhir_bulk_server::ServerConfig;
 use fhir_bulk_server::ingest::{NoProgress, load_paths};
-use fhir_bulk_store::sqlite::SqliteStore;
 use fhir_bulk_store::{DEFAULT_TENANT, Store};
+use fhir_bulk_testkit::TestDatabase;
+pub use fhir_bulk_testkit::{SYNTHEA_GROUP, synthea_dir};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-
-/// The Synthea data set beside the project (CI always has it).
-pub fn synthea_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea-100");
-    assert!(
-        dir.is_dir(),
-        "the Synthea data set is missing at {}",
-        dir.display()
-    );
-    dir
-}
-
-/// The id of the one Group of the Synthea data.
-pub const SYNTHEA_GROUP: &str = "d9f31445-f448-48c0-af57-295c005e07df";
 
 /// A running server.
 pub struct TestServer {
@@ -32,12 +20,21 @@ pub struct TestServer {
     pub base: String,
     /// Its store (for checks behind the API).
     pub store: Arc<dyn Store>,
-    /// Its database file.
-    pub db: PathBuf,
+    /// Its database: a SQLite path or a PostgreSQL URL (what `--database` takes).
+    pub db: String,
     /// Export files.
     pub output: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    kept: Kept,
+}
+
+/// The database and folder of a test, kept until dropped (across restarts: see
+/// [`TestServer::stop`]). The database goes first: a PostgreSQL schema is dropped, a SQLite file
+/// goes with the folder.
+#[derive(Default)]
+pub struct Kept {
+    _db: Option<TestDatabase>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -50,23 +47,29 @@ impl TestServer {
     /// A server with settings adjusted by `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Self::start_on(
-            dir.path().join("db.sqlite"),
-            dir.path().join("files"),
-            adjust,
-        )
-        .await;
-        s._dir = Some(dir);
+        let db = TestDatabase::new(dir.path());
+        let mut s =
+            Self::start_on(db.database().to_string(), dir.path().join("files"), adjust).await;
+        s.kept = Kept {
+            _db: Some(db),
+            _dir: Some(dir),
+        };
         s
     }
 
     /// A server on an existing database and output folder (restarts).
     pub async fn start_on(
-        db: PathBuf,
+        db: String,
         output: PathBuf,
         adjust: impl FnOnce(&mut ServerConfig),
     ) -> TestServer {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await.unwrap());
+        init_logs();
+        let store = fhir_bulk_store::open(&db).await.unwrap_or_else(|e| {
+            panic!(
+                "opening the {} test database: {e}",
+                fhir_bulk_testkit::backend()
+            )
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut config = ServerConfig::new(format!("http://{addr}"), &output);
@@ -91,19 +94,20 @@ impl TestServer {
             output,
             stop: Some(tx),
             task: Some(task),
-            _dir: None,
+            kept: Kept::default(),
         }
     }
 
-    /// Stops the server (graceful) and keeps its files; returns the temp dir owner.
-    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+    /// Stops the server (graceful) and keeps its database and files; returns their owner (hold
+    /// it while a restarted server uses them).
+    pub async fn stop(mut self) -> Kept {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
         }
-        self._dir.take()
+        std::mem::take(&mut self.kept)
     }
 
     /// Loads the Synthea data set through the ingest path.
@@ -121,6 +125,16 @@ impl TestServer {
     /// A URL under the base.
     pub fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+}
+
+/// With `RUST_LOG` set, the server's logs go to the test's output (shown when it fails).
+fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
     }
 }
 
@@ -181,6 +195,7 @@ pub async fn kickoff_post(url: &str, parameters: &Value) -> String {
 /// Polls until the manifest (200) arrives; panics on anything but 202/200 or after 60 s.
 pub async fn wait_manifest(status_url: &str) -> Value {
     let started = Instant::now();
+    let mut progress = String::new();
     loop {
         let r = http()
             .get(status_url)
@@ -191,6 +206,7 @@ pub async fn wait_manifest(status_url: &str) -> Value {
         match r.status().as_u16() {
             202 => {
                 assert!(r.headers().contains_key("x-progress"));
+                progress = r.headers()["x-progress"].to_str().unwrap().to_string();
                 let retry: u64 = r.headers()["retry-after"]
                     .to_str()
                     .unwrap()
@@ -206,7 +222,8 @@ pub async fn wait_manifest(status_url: &str) -> Value {
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "export did not finish"
+            "export did not finish in 60 s on {} (last X-Progress: {progress:?})",
+            fhir_bulk_testkit::backend()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

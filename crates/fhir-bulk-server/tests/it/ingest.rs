@@ -1,32 +1,41 @@
 //! Loading files into the store (`ingest`): the synthea-100 set against counts taken from
 //! its files, idempotent reloads, folders, and every kind of bad input refused whole with
-//! the file and line named. Each test has its own fresh SQLite database.
+//! the file and line named. Each test has its own fresh database (see `fhir-bulk-testkit`).
 
 use fhir_bulk_server::ingest::{self, FileReport, IngestError, LoadProgress, NoProgress};
-use fhir_bulk_store::sqlite::SqliteStore;
 use fhir_bulk_store::{DEFAULT_TENANT, SearchQuery, Store};
+use fhir_bulk_testkit::{SYNTHEA_GROUP, TestDatabase, synthea_dir};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-/// The synthea-100 Group (README: 100 members, all the patients).
-const SYNTHEA_GROUP: &str = "d9f31445-f448-48c0-af57-295c005e07df";
+use std::sync::{Arc, Mutex};
 
 /// A fresh database and a folder for input files.
+/// (Fields drop in order: the store, then the database, then the folder.)
 struct Fixture {
+    store: Arc<dyn Store>,
+    _db: TestDatabase,
     dir: tempfile::TempDir,
-    store: SqliteStore,
 }
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("fhir-bulk.db"))
+    let db = TestDatabase::new(dir.path());
+    let store = fhir_bulk_store::open(db.database())
         .await
-        .unwrap();
+        .unwrap_or_else(|e| {
+            panic!(
+                "opening the {} test database: {e}",
+                fhir_bulk_testkit::backend()
+            )
+        });
     std::fs::create_dir(dir.path().join("in")).unwrap();
-    Fixture { dir, store }
+    Fixture {
+        store,
+        _db: db,
+        dir,
+    }
 }
 
 impl Fixture {
@@ -50,7 +59,7 @@ impl Fixture {
             .into_iter()
             .map(|p| p.as_ref().to_path_buf())
             .collect();
-        ingest::load_paths(&self.store, DEFAULT_TENANT, &paths, &NoProgress).await
+        ingest::load_paths(self.store.as_ref(), DEFAULT_TENANT, &paths, &NoProgress).await
     }
 
     async fn counts(&self) -> BTreeMap<String, u64> {
@@ -106,16 +115,6 @@ impl LoadProgress for Recorder {
     }
 }
 
-fn synthea_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea-100");
-    assert!(
-        dir.join("Patient.ndjson").is_file(),
-        "the synthea-100 data set is missing at {} (CI always provides it; this test does not skip)",
-        dir.display()
-    );
-    dir
-}
-
 /// Lines per `<Type>.ndjson` file: what the store must hold, counted without our loader.
 fn synthea_line_counts(dir: &Path) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
@@ -166,7 +165,7 @@ async fn synthea_loads_with_the_counts_of_its_files_and_reloads_idempotently() {
 
     let progress = Recorder::default();
     let report = ingest::load_paths(
-        &f.store,
+        f.store.as_ref(),
         DEFAULT_TENANT,
         std::slice::from_ref(&dir),
         &progress,
@@ -493,7 +492,7 @@ async fn folders_load_in_path_order_and_stop_at_the_first_bad_file() {
     f.file("d.ndjson", "{\"resourceType\":\"Patient\",\"id\":\"d\"}\n");
 
     let progress = Recorder::default();
-    let err = ingest::load_paths(&f.store, DEFAULT_TENANT, &[f.input()], &progress)
+    let err = ingest::load_paths(f.store.as_ref(), DEFAULT_TENANT, &[f.input()], &progress)
         .await
         .unwrap_err();
     assert_eq!(err.path(), bad);
@@ -537,7 +536,7 @@ async fn named_paths_must_exist_and_have_a_known_format() {
 async fn a_load_writes_only_its_tenant() {
     let f = fixture().await;
     let path = f.file("Patient.ndjson", format!("{GOOD}\n"));
-    ingest::load_paths(&f.store, "other", &[path], &NoProgress)
+    ingest::load_paths(f.store.as_ref(), "other", &[path], &NoProgress)
         .await
         .unwrap();
     assert_eq!(f.counts().await, BTreeMap::new());

@@ -2,62 +2,67 @@
 -- migrations/sqlite/0001_init.sql (read that file for what each one is for); types are
 -- PostgreSQL's. Times are bigint microseconds since the Unix epoch, UTC. Resource JSON is
 -- bytea: the exact bytes written are the bytes exported, never re-parsed (no jsonb).
+-- The text columns of the resource tables are COLLATE "C": ids sort by byte as in SQLite
+-- (search pages, organized output by patient id) whatever the database's locale, and the
+-- indexes give that order without a sort.
 
 CREATE TABLE resources (
-    tenant       text    NOT NULL,
-    type         text    NOT NULL,
-    id           text    NOT NULL,
-    version      bigint  NOT NULL,
-    last_updated bigint  NOT NULL,
-    deleted      boolean NOT NULL DEFAULT false,
+    tenant       text COLLATE "C" NOT NULL,
+    type         text COLLATE "C" NOT NULL,
+    id           text COLLATE "C" NOT NULL,
+    version      bigint           NOT NULL,
+    last_updated bigint           NOT NULL,
+    deleted      boolean          NOT NULL DEFAULT false,
     json         bytea,
     PRIMARY KEY (tenant, type, id)
 );
 CREATE INDEX resources_export ON resources (tenant, type, last_updated);
 
 CREATE TABLE resource_versions (
-    tenant        text   NOT NULL,
-    type          text   NOT NULL,
-    id            text   NOT NULL,
-    version       bigint NOT NULL,
-    last_updated  bigint NOT NULL,
-    superseded_at bigint NOT NULL,
-    json          bytea  NOT NULL,
+    tenant        text COLLATE "C" NOT NULL,
+    type          text COLLATE "C" NOT NULL,
+    id            text COLLATE "C" NOT NULL,
+    version       bigint           NOT NULL,
+    last_updated  bigint           NOT NULL,
+    superseded_at bigint           NOT NULL,
+    json          bytea            NOT NULL,
     PRIMARY KEY (tenant, type, id, version)
 );
 CREATE INDEX resource_versions_export ON resource_versions (tenant, type, superseded_at);
 
 CREATE TABLE compartment (
-    tenant     text NOT NULL,
-    type       text NOT NULL,
-    id         text NOT NULL,
-    patient_id text NOT NULL,
+    tenant     text COLLATE "C" NOT NULL,
+    type       text COLLATE "C" NOT NULL,
+    id         text COLLATE "C" NOT NULL,
+    patient_id text COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant, type, id, patient_id)
 );
-CREATE INDEX compartment_patient ON compartment (tenant, patient_id, type);
+-- With id, a cohort's rows of a type come from the index alone (Group/patient-list scans),
+-- already in the order organized output wants.
+CREATE INDEX compartment_patient ON compartment (tenant, patient_id, type, id);
 
 CREATE TABLE group_members (
-    tenant      text NOT NULL,
-    group_id    text NOT NULL,
-    member_type text NOT NULL,
-    member_id   text NOT NULL,
+    tenant      text COLLATE "C" NOT NULL,
+    group_id    text COLLATE "C" NOT NULL,
+    member_type text COLLATE "C" NOT NULL,
+    member_id   text COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant, group_id, member_type, member_id)
 );
 
 CREATE TABLE search_values (
-    tenant text NOT NULL,
-    type   text NOT NULL,
-    id     text NOT NULL,
-    param  text NOT NULL,
-    value  text NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
+    type   text COLLATE "C" NOT NULL,
+    id     text COLLATE "C" NOT NULL,
+    param  text COLLATE "C" NOT NULL,
+    value  text COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant, type, param, value, id)
 );
 CREATE INDEX search_values_resource ON search_values (tenant, type, id);
 
 CREATE TABLE type_counts (
-    tenant text   NOT NULL,
-    type   text   NOT NULL,
-    live   bigint NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
+    type   text COLLATE "C" NOT NULL,
+    live   bigint           NOT NULL,
     PRIMARY KEY (tenant, type)
 );
 

@@ -1,7 +1,7 @@
 //! Export jobs, units with leases, and their files.
 
 use crate::{
-    FileKind, Job, JobFile, JobStatus, NewJob, QueueCounts, Result, StoreError, Unit, UnitKind,
+    FileKind, IdRange, Job, JobFile, JobStatus, NewJob, QueueCounts, Result, StoreError, Unit, UnitKind,
 };
 use fhir_bulk_spec::instant::Instant;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
@@ -29,7 +29,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
 }
 
 const UNIT_COLUMNS: &str =
-    "job_id, seq, resource_type, kind, estimate, status, written, attempts, done_seq";
+    "job_id, seq, resource_type, kind, estimate, status, written, attempts, done_seq, id_from, id_to";
 
 fn unit_from_row(r: &Row<'_>) -> rusqlite::Result<Unit> {
     let kind: String = r.get(3)?;
@@ -44,6 +44,10 @@ fn unit_from_row(r: &Row<'_>) -> rusqlite::Result<Unit> {
         written: r.get::<_, i64>(6)? as u64,
         attempts: r.get(7)?,
         done_seq: r.get(8)?,
+        ids: IdRange {
+            from: r.get(9)?,
+            to: r.get(10)?,
+        },
     })
 }
 
@@ -56,7 +60,8 @@ pub(super) fn create(tx: &Transaction<'_>, job: NewJob, ts: Instant) -> Result<J
         params![job.tenant, job.id, job.client_id, job.request_url, params_text, ts.0, expires_at.0],
     )?;
     let mut ins = tx.prepare_cached(
-        "INSERT INTO job_units (job_id, seq, resource_type, kind, estimate, status) VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+        "INSERT INTO job_units (job_id, seq, resource_type, kind, estimate, status, id_from, id_to)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
     )?;
     for (seq, u) in job.units.iter().enumerate() {
         ins.execute(params![
@@ -64,7 +69,9 @@ pub(super) fn create(tx: &Transaction<'_>, job: NewJob, ts: Instant) -> Result<J
             seq as i64,
             u.resource_type,
             u.kind.as_str(),
-            u.estimate as i64
+            u.estimate as i64,
+            u.ids.from,
+            u.ids.to
         ])?;
     }
     if job.units.is_empty() {
@@ -237,9 +244,10 @@ pub(super) fn complete(
     // so the numbers are dense and never reused (the pages of a partial manifest, ST4).
     tx.execute(
         "UPDATE job_units SET status = 'done', lease_owner = NULL, lease_until = NULL, written = ?3,
-           done_seq = (SELECT coalesce(max(done_seq), 0) + 1 FROM job_units WHERE job_id = ?1)
+           done_seq = (SELECT coalesce(max(done_seq), 0) + 1 FROM job_units WHERE job_id = ?1),
+           done_by = ?4
          WHERE job_id = ?1 AND seq = ?2",
-        params![job_id, seq, written as i64],
+        params![job_id, seq, written as i64, node],
     )?;
     let remaining: i64 = tx.query_row(
         "SELECT count(*) FROM job_units WHERE job_id = ?1 AND status != 'done'",

@@ -22,6 +22,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         "0004_tenants.sql",
         include_str!("../../migrations/sqlite/0004_tenants.sql"),
     ),
+    (
+        "0005_unit_slices.sql",
+        include_str!("../../migrations/sqlite/0005_unit_slices.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen, each in its own transaction.

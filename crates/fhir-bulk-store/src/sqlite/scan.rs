@@ -39,14 +39,19 @@ fn scan_params(scan: &ExportScan) -> Vec<SqlValue> {
         SqlValue::Integer(scan.since.map_or(i64::MIN, |s| s.0)),
         SqlValue::Integer(scan.until.0),
     ];
-    match &scan.scope {
-        PatientScope::Group(g) => p.push(SqlValue::Text(g.clone())),
-        PatientScope::Patients(ids) => p.push(SqlValue::Text(
-            serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()),
-        )),
-        PatientScope::All | PatientScope::AnyPatient => {}
-    }
+    // ?5 is the scope's parameter (NULL when its SQL has none), ?6/?7 the id slice.
+    p.push(scope_param(&scan.scope).unwrap_or(SqlValue::Null));
+    let text = |s: &Option<String>| s.clone().map_or(SqlValue::Null, SqlValue::Text);
+    p.push(text(&scan.ids.from));
+    p.push(text(&scan.ids.to));
     p
+}
+
+/// The id slice of a scan on alias `{a}` (`?6` inclusive, `?7` exclusive, NULL open). SQLite
+/// only meets it as a row filter: it plans no slices of its own (see `ServerConfig`), but a
+/// job planned by a PostgreSQL node must still read correctly.
+fn slice_sql(a: &str) -> String {
+    format!(" AND (?6 IS NULL OR {a}.id >= ?6) AND (?7 IS NULL OR {a}.id < ?7)")
 }
 
 /// The scope condition of a type scan on alias `{a}`, and the time column to compare.
@@ -89,11 +94,13 @@ fn export_sql(scope: &PatientScope) -> String {
     format!(
         "SELECT r.json FROM resources r
          WHERE r.tenant = ?1 AND r.type = ?2 AND r.deleted = 0
-           AND {r_time} > ?3 AND {r_time} <= ?4{r_scope}
+           AND {r_time} > ?3 AND {r_time} <= ?4{r_scope}{r_slice}
          UNION ALL
          SELECT v.json FROM resource_versions v
          WHERE v.tenant = ?1 AND v.type = ?2
-           AND {v_time} > ?3 AND {v_time} <= ?4 AND v.superseded_at > ?4{v_scope}"
+           AND {v_time} > ?3 AND {v_time} <= ?4 AND v.superseded_at > ?4{v_scope}{v_slice}",
+        r_slice = slice_sql("r"),
+        v_slice = slice_sql("v"),
     )
 }
 
@@ -103,7 +110,8 @@ fn deleted_sql(scope: &PatientScope) -> String {
     format!(
         "SELECT r.id FROM resources r
          WHERE r.tenant = ?1 AND r.type = ?2 AND r.deleted = 1
-           AND {r_time} > ?3 AND {r_time} <= ?4{r_scope}"
+           AND {r_time} > ?3 AND {r_time} <= ?4{r_scope}{r_slice}",
+        r_slice = slice_sql("r"),
     )
 }
 
@@ -382,6 +390,7 @@ mod tests {
                     resource_type: "Patient".into(),
                     kind: UnitKind::Output,
                     estimate: 0,
+                    ids: crate::IdRange::all(),
                 }],
                 ttl_seconds: 60,
             })

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use fhir_bulk_server::ServerConfig;
 use fhir_bulk_server::auth::Secret;
-use fhir_bulk_server::config::ExternalIssuer;
+use fhir_bulk_server::config::{ExternalIssuer, FileUrls, S3Output};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,9 +18,28 @@ pub struct Args {
     /// (postgres://user@host:5432/db) that several server nodes share.
     #[arg(long, env = "FHIR_BULK_DATABASE", default_value = "./fhir-bulk.db")]
     database: String,
-    /// Folder for export files.
-    #[arg(long, env = "FHIR_BULK_OUTPUT", default_value = "./fhir-bulk-files")]
-    output: PathBuf,
+    /// Where export files go: a folder, or an S3-compatible bucket as s3://bucket/prefix
+    /// (shared by every node). S3 credentials, region and endpoint come from the usual
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION and
+    /// AWS_ENDPOINT_URL variables (an http:// endpoint, e.g. a local MinIO, is allowed), or
+    /// from the instance or container role.
+    #[arg(
+        long,
+        env = "FHIR_BULK_OUTPUT",
+        default_value = "./fhir-bulk-files",
+        value_name = "DIR|s3://BUCKET/PREFIX"
+    )]
+    output: String,
+    /// What the manifest's file URLs are. proxy: this server's own URLs, which stream the
+    /// file (from S3 too) and need the access token. presigned (S3 output only): presigned
+    /// S3 URLs that need no token (the manifest says requiresAccessToken: false), living at
+    /// most --presigned-url-seconds and never past the job's expiry.
+    #[arg(long, env = "FHIR_BULK_FILE_URLS", value_enum, default_value_t = FileUrlsArg::Proxy)]
+    file_urls: FileUrlsArg,
+    /// Longest life of a presigned file URL, in seconds (at most 7 days); clients fetch the
+    /// manifest again for fresh ones.
+    #[arg(long, env = "FHIR_BULK_PRESIGNED_URL_SECONDS", default_value_t = 3600)]
+    presigned_url_seconds: u64,
     /// Public URL of this server as clients reach it (behind a proxy), e.g. https://bulk.example.org.
     /// The FHIR base is this plus /fhir. Default: http://<listen>.
     #[arg(long, env = "FHIR_BULK_PUBLIC_URL")]
@@ -69,6 +88,16 @@ pub struct Args {
     /// Export workers in this process.
     #[arg(long, env = "FHIR_BULK_WORKERS", default_value_t = 2)]
     workers: usize,
+    /// At system level, cut a type with more resources than this into id slices of about
+    /// this many, one unit each, so several workers and nodes share a large type. Default:
+    /// 250000 on PostgreSQL, off (one unit per type) on SQLite, where each slice would scan
+    /// the whole type; 0 turns it off.
+    #[arg(long, env = "FHIR_BULK_UNIT_MAX_RESOURCES")]
+    unit_max_resources: Option<u64>,
+    /// This node's name in unit leases, logs and metrics (default: node-<random uuid>).
+    /// Give each node of a cluster its own.
+    #[arg(long, env = "FHIR_BULK_NODE_ID")]
+    node_id: Option<String>,
     /// Seconds a claimed export unit stays leased without a heartbeat.
     #[arg(long, env = "FHIR_BULK_LEASE_SECONDS", default_value_t = 15)]
     lease_seconds: u64,
@@ -92,6 +121,20 @@ pub struct Args {
     /// enforce the tenants' limits. /fhir stays the default tenant's base.
     #[arg(long, env = "FHIR_BULK_TENANTS")]
     tenants: bool,
+    /// Require this bearer token (read from FILE, at least 16 characters) on GET /metrics.
+    /// Without it /metrics is open on the listener, as Prometheus scrapers expect; it shows
+    /// counts only, no secret, tenant or client id.
+    #[arg(long, env = "FHIR_BULK_METRICS_TOKEN_FILE", value_name = "FILE")]
+    metrics_token_file: Option<PathBuf>,
+}
+
+/// `--file-urls`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FileUrlsArg {
+    /// This server's URLs (streamed from the output, token needed).
+    Proxy,
+    /// Presigned S3 URLs (no token; S3 output only).
+    Presigned,
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -109,7 +152,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
     let mut config = ServerConfig::new(public_url, &args.output);
+    configure_output(&args, &mut config)?;
     config.workers = args.workers;
+    config.unit_max_resources = match args.unit_max_resources {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None if fhir_bulk_store::open::is_postgres(&args.database) => Some(250_000),
+        None => None,
+    };
+    if let Some(node) = &args.node_id {
+        config.node_id = node.clone();
+    }
     config.lease = Duration::from_secs(args.lease_seconds.max(1));
     config.job_ttl = Duration::from_secs_f64(args.job_ttl_hours.max(0.0) * 3600.0);
     config.max_body_bytes = args.max_body_bytes;
@@ -118,6 +171,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.max_exports_per_client = args.max_exports_per_client;
     config.tenants_enabled = args.tenants;
     configure_auth(&args, &mut config)?;
+    config.metrics_token = metrics_token(args.metrics_token_file.as_deref())?;
     if args.no_auth {
         tracing::warn!(
             "AUTHORIZATION IS OFF (--no-auth): anyone who can reach this port can read and export every resource"
@@ -151,6 +205,47 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("the server stopped with an error")?;
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// Where files go (`--output`) and what their URLs are (`--file-urls`).
+fn configure_output(args: &Args, config: &mut ServerConfig) -> anyhow::Result<()> {
+    if args.output.starts_with("s3://") {
+        let s3 = S3Output::from_url(&args.output).map_err(|e| anyhow::anyhow!("--output: {e}"))?;
+        config.s3 = Some(s3);
+    }
+    config.file_urls = match args.file_urls {
+        FileUrlsArg::Proxy => FileUrls::Proxy,
+        FileUrlsArg::Presigned if config.s3.is_none() => anyhow::bail!(
+            "--file-urls presigned needs an S3 output (--output s3://bucket/prefix); files in a folder are served by this server"
+        ),
+        FileUrlsArg::Presigned => FileUrls::Presigned,
+    };
+    if args.presigned_url_seconds == 0 || args.presigned_url_seconds > 7 * 24 * 3600 {
+        anyhow::bail!(
+            "--presigned-url-seconds {} is out of range (1 to 604800, S3's limit of 7 days)",
+            args.presigned_url_seconds
+        );
+    }
+    config.presigned_url_ttl = Duration::from_secs(args.presigned_url_seconds);
+    Ok(())
+}
+
+/// `--metrics-token-file`: the token /metrics then needs.
+fn metrics_token(path: Option<&std::path::Path>) -> anyhow::Result<Option<Secret>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the metrics token file {}", path.display()))?;
+    let token = text.trim();
+    if token.len() < 16 || token.contains(char::is_whitespace) {
+        anyhow::bail!(
+            "the metrics token in {} must be one word of at least 16 characters (e.g. `openssl rand -hex 32`)",
+            path.display()
+        );
+    }
+    tracing::info!("/metrics needs the metrics token");
+    Ok(Some(Secret::new(token)))
 }
 
 /// The auth part of the config: on unless `--no-auth`, token lifetime, admin token,

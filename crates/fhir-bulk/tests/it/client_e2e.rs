@@ -4,16 +4,16 @@
 use crate::support::*;
 use fhir_bulk_server::ServerConfig;
 use fhir_bulk_server::ingest::{NoProgress, load_paths};
-use fhir_bulk_store::sqlite::SqliteStore;
-use fhir_bulk_store::{DEFAULT_TENANT, Store};
+use fhir_bulk_store::DEFAULT_TENANT;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
 
-/// A server loaded with Synthea, running in this process; returns its FHIR base.
-async fn server(dir: &Path) -> String {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("db.sqlite")).await.unwrap());
+/// A server loaded with Synthea, running in this process; returns its FHIR base and its
+/// database (keep it for the whole test).
+async fn server(dir: &Path) -> (String, TestDatabase) {
+    let db = TestDatabase::new(dir);
+    let store = open(db.database()).await;
     load_paths(
         store.as_ref(),
         DEFAULT_TENANT,
@@ -31,7 +31,7 @@ async fn server(dir: &Path) -> String {
         config,
         std::future::pending(),
     ));
-    format!("http://{addr}/fhir")
+    (format!("http://{addr}/fhir"), db)
 }
 
 /// Runs `fhir-bulk export ARGS…`; returns its exit code.
@@ -44,7 +44,7 @@ async fn export(args: Vec<String>) -> i32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_export_downloads_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let base = server(dir.path()).await;
+    let (base, _db) = server(dir.path()).await;
     let out = dir.path().join("out");
     let code = export(vec![
         base.clone(),
@@ -65,12 +65,12 @@ async fn system_export_downloads_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_and_patient_exports_with_parameters() {
     let dir = tempfile::tempdir().unwrap();
-    let base = server(dir.path()).await;
+    let (base, _db) = server(dir.path()).await;
     let out = dir.path().join("group");
     let code = export(vec![
         base.clone(),
         "--group".into(),
-        "d9f31445-f448-48c0-af57-295c005e07df".into(),
+        SYNTHEA_GROUP.into(),
         "--type".into(),
         "Patient,Condition".into(),
         "--out".into(),
@@ -149,8 +149,9 @@ async fn group_and_patient_exports_with_parameters() {
 async fn authenticated_exports_with_es384_rs384_and_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).display().to_string();
-    let db = p("db.sqlite");
-    loaded_db(Path::new(&db)).await;
+    let test_db = TestDatabase::new(dir.path());
+    let db = test_db.database().to_string();
+    loaded_db(&db).await;
     for alg in ["ES384", "RS384"] {
         let (code, _) = run(vec![
             "keygen".into(),
@@ -193,7 +194,7 @@ async fn authenticated_exports_with_es384_rs384_and_a_secret() {
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}/fhir");
-    let mut server = spawn_server(Path::new(&db), Path::new(&p("files")), port, &[]);
+    let mut server = spawn_server(&db, Path::new(&p("files")), port, &[]);
     wait_up(&base).await;
 
     let key = |alg: &str| format!("{}/private-key.pem", p(alg));
@@ -282,7 +283,7 @@ async fn authenticated_exports_with_es384_rs384_and_a_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn since_until_patient_and_lenient() {
     let dir = tempfile::tempdir().unwrap();
-    let base = server(dir.path()).await;
+    let (base, _db) = server(dir.path()).await;
     let out = |n: &str| dir.path().join(n).display().to_string();
     let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(

@@ -1,14 +1,14 @@
 //! A server killed with SIGKILL in the middle of an export finishes the job after a restart,
 //! with every resource exactly once (design: jobs are rows, work is leased).
 
-use crate::support::{free_port, loaded_db, spawn_server, synthea_dir, wait_up};
+use crate::support::{TestDatabase, free_port, loaded_db, spawn_server, synthea_dir, wait_up};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-fn start(db: &Path, out: &Path, port: u16) -> Child {
+fn start(db: &str, out: &Path, port: u16) -> Child {
     spawn_server(
         db,
         out,
@@ -26,11 +26,11 @@ fn start(db: &Path, out: &Path, port: u16) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_export_then_restart_completes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, out) = (dir.path().join("db.sqlite"), dir.path().join("files"));
-    loaded_db(&db).await;
+    let (db, out) = (TestDatabase::new(dir.path()), dir.path().join("files"));
+    loaded_db(db.database()).await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}/fhir");
-    let mut server = start(&db, &out, port);
+    let mut server = start(db.database(), &out, port);
     wait_up(&base).await;
 
     let http = reqwest::Client::new();
@@ -66,7 +66,7 @@ async fn kill_9_mid_export_then_restart_completes_without_duplicates() {
     server.kill().unwrap(); // SIGKILL
     server.wait().unwrap();
 
-    let mut server = start(&db, &out, port);
+    let mut server = start(db.database(), &out, port);
     wait_up(&base).await;
     let started = Instant::now();
     let manifest: Value = loop {

@@ -1,33 +1,31 @@
 //! What the binary's tests share: the Synthea data, a loaded database, a server process.
+//! Databases come from `fhir-bulk-testkit` (SQLite, or PostgreSQL under
+//! `FHIR_BULK_TEST_DATABASE`), and reach `fhir-bulk` processes as `--database` values.
 
 use fhir_bulk_server::ingest::{NoProgress, load_paths};
-use fhir_bulk_store::sqlite::SqliteStore;
-use fhir_bulk_store::{DEFAULT_TENANT, Store};
+use fhir_bulk_store::DEFAULT_TENANT;
+pub use fhir_bulk_testkit::{SYNTHEA_GROUP, TestDatabase, synthea_dir};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The Synthea data set beside the project (CI always has it).
-pub fn synthea_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea-100");
-    assert!(
-        dir.is_dir(),
-        "the Synthea data set is missing at {}",
-        dir.display()
-    );
-    dir
+/// Opens the test database `database` (a SQLite path or a PostgreSQL URL).
+pub async fn open(database: &str) -> std::sync::Arc<dyn fhir_bulk_store::Store> {
+    fhir_bulk_store::open(database).await.unwrap_or_else(|e| {
+        panic!(
+            "opening the {} test database: {e}",
+            fhir_bulk_testkit::backend()
+        )
+    })
 }
 
-/// The one Group of the Synthea data (all 100 patients).
-pub const SYNTHEA_GROUP: &str = "d9f31445-f448-48c0-af57-295c005e07df";
-
-/// Loads Synthea into a new database file.
-pub async fn loaded_db(db: &Path) {
-    let store = SqliteStore::open(db).await.unwrap();
+/// Loads Synthea into a new database.
+pub async fn loaded_db(database: &str) {
+    let store = open(database).await;
     load_paths(
-        &store as &dyn Store,
+        store.as_ref(),
         DEFAULT_TENANT,
         &[synthea_dir()],
         &NoProgress,
@@ -45,15 +43,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `fhir-bulk serve` as a child process on `port`, with extra flags.
-pub fn spawn_server(db: &Path, out: &Path, port: u16, extra: &[&str]) -> Child {
+/// `fhir-bulk serve --database DATABASE` as a child process on `port`, with extra flags.
+pub fn spawn_server(database: &str, out: &Path, port: u16, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_fhir-bulk"))
         .arg("serve")
         .args(extra)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--database")
-        .arg(db)
+        .arg(database)
         .arg("--output")
         .arg(out)
         .env("FHIR_BULK_LOG", "warn")
