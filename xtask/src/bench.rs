@@ -29,23 +29,39 @@ pub struct Options {
     pub dir: PathBuf,
     /// Where the JSON results go.
     pub json_out: PathBuf,
+    /// Scenarios to run (`exports`, `filtered`, `polling`, `kickoff`, `client`); all if empty.
+    pub only: Vec<String>,
+    /// Keep `<dir>/data` and `<dir>/bench.db` from an earlier run instead of generating and
+    /// loading them again (to repeat one scenario quickly).
+    pub reuse: bool,
+    /// A `fhir-bulk` binary to measure instead of building the release one (A/B runs).
+    pub bin: Option<PathBuf>,
 }
 
 pub fn run(workspace: &Path, opts: Options) -> Result<()> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "fhir-bulk"])
-        .current_dir(workspace)
-        .status()?;
-    if !status.success() {
-        bail!("cargo build --release failed");
-    }
-    let bin = workspace.join("target/release/fhir-bulk");
+    let bin = match &opts.bin {
+        Some(bin) => std::path::absolute(bin)?,
+        None => {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--release", "-p", "fhir-bulk"])
+                .current_dir(workspace)
+                .status()?;
+            if !status.success() {
+                bail!("cargo build --release failed");
+            }
+            workspace.join("target/release/fhir-bulk")
+        }
+    };
     std::fs::create_dir_all(&opts.dir)?;
     let mut results = serde_json::Map::new();
     let mut rows: Vec<(String, String)> = Vec::new();
+    let wants = |name: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == name);
+    let db = opts.dir.join("bench.db");
+    let reused = opts.reuse && db.exists();
 
     let data = match &opts.data {
         Some(d) => d.clone(),
+        None if reused => opts.dir.join("data"),
         None => {
             let out = opts.dir.join("data");
             let _ = std::fs::remove_dir_all(&out);
@@ -68,29 +84,30 @@ pub fn run(workspace: &Path, opts: Options) -> Result<()> {
         }
     };
 
-    let db = opts.dir.join("bench.db");
-    for ext in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+    if !reused {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+        }
+        let (secs, rss) = timed(
+            Command::new(&bin)
+                .arg("load")
+                .arg("--database")
+                .arg(&db)
+                .arg(&data),
+        )?;
+        let (_, bytes, lines) = ndjson_stats(&data)?;
+        rows.push((
+            "load".into(),
+            format!(
+                "{lines} resources, {} in {secs:.1} s: {:.0} resources/s, {:.1} MB/s, peak RSS {} MB",
+                mb(bytes),
+                lines as f64 / secs,
+                bytes as f64 / 1e6 / secs,
+                rss / 1024
+            ),
+        ));
+        results.insert("load".into(), json!({"resources": lines, "bytes": bytes, "seconds": secs, "resources_per_s": lines as f64 / secs, "peak_rss_kb": rss}));
     }
-    let (secs, rss) = timed(
-        Command::new(&bin)
-            .arg("load")
-            .arg("--database")
-            .arg(&db)
-            .arg(&data),
-    )?;
-    let (_, bytes, lines) = ndjson_stats(&data)?;
-    rows.push((
-        "load".into(),
-        format!(
-            "{lines} resources, {} in {secs:.1} s: {:.0} resources/s, {:.1} MB/s, peak RSS {} MB",
-            mb(bytes),
-            lines as f64 / secs,
-            bytes as f64 / 1e6 / secs,
-            rss / 1024
-        ),
-    ));
-    results.insert("load".into(), json!({"resources": lines, "bytes": bytes, "seconds": secs, "resources_per_s": lines as f64 / secs, "peak_rss_kb": rss}));
 
     let out = opts.dir.join("files");
     let _ = std::fs::remove_dir_all(&out);
@@ -128,6 +145,9 @@ pub fn run(workspace: &Path, opts: Options) -> Result<()> {
         if let Some((id, n)) = group {
             kinds.push((format!("group ({n} members)"), format!("{base}/Group/{id}/$export")));
         }
+        if !wants("exports") {
+            kinds.clear();
+        }
         let mut system_seconds = None;
         for (name, url) in kinds {
             let r = export(&http, &url, &out).await?;
@@ -149,21 +169,30 @@ pub fn run(workspace: &Path, opts: Options) -> Result<()> {
             }));
             let _ = http.delete(&r.status_url).send().await;
         }
-        for o in [
-            scenarios::filtered_exports(&http, &base, &out).await?,
-            scenarios::polling_under_load(&http, &base, system_seconds).await?,
-            scenarios::kickoff_latency(&http, &base).await?,
-        ] {
+        if wants("filtered") {
+            let o = scenarios::filtered_exports(&http, &base, &out).await?;
+            rows.extend(o.rows);
+            results.extend(o.json);
+        }
+        if wants("polling") {
+            let o = scenarios::polling_under_load(&http, &base, system_seconds).await?;
+            rows.extend(o.rows);
+            results.extend(o.json);
+        }
+        if wants("kickoff") {
+            let o = scenarios::kickoff_latency(&http, &base).await?;
             rows.extend(o.rows);
             results.extend(o.json);
         }
         anyhow::Ok(())
     })?;
-    let o = scenarios::client_download(&bin, &base, &opts.dir, |status_url| {
-        let _ = rt.block_on(http.delete(status_url).send());
-    })?;
-    rows.extend(o.rows);
-    results.extend(o.json);
+    if wants("client") {
+        let o = scenarios::client_download(&bin, &base, &opts.dir, |status_url| {
+            let _ = rt.block_on(http.delete(status_url).send());
+        })?;
+        rows.extend(o.rows);
+        results.extend(o.json);
+    }
     drop(server);
 
     println!(

@@ -3,8 +3,10 @@
 //! - `cargo xtask gen` regenerates the tables of `fhir-bulk-spec` from the official FHIR R4
 //!   definitions in `<workspace>/../shared/fhir-r4`.
 //! - `cargo xtask gen --check` fails when the checked-in tables differ from a fresh generation.
-//! - `cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE]` runs the
-//!   benchmark suite (see `bench.rs`).
+//! - `cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE]
+//!   [--only exports,filtered,polling,kickoff,client] [--reuse] [--bin FILE]` runs the
+//!   benchmark suite (see `bench.rs`); `--reuse` keeps the data and database of an earlier run
+//!   in DIR, `--bin` measures that binary instead of building the release one.
 //! - `cargo xtask bench-nodes [--patients N | --data DIR] [--database URL] [--nodes 1,2,3]
 //!   [--workers N]` measures system exports with several nodes on PostgreSQL (`bench/nodes.rs`).
 
@@ -23,7 +25,7 @@ fn main() -> Result<()> {
         ["bench", rest @ ..] => bench_cmd(rest),
         ["bench-nodes", rest @ ..] => bench_nodes_cmd(rest),
         _ => bail!(
-            "usage: cargo xtask gen [--check] | cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE] | cargo xtask bench-nodes [--patients N | --data DIR] [--database URL] [--nodes 1,2,3] [--workers N]"
+            "usage: cargo xtask gen [--check] | cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE] [--only SCENARIOS] [--reuse] [--bin FILE] | cargo xtask bench-nodes [--patients N | --data DIR] [--database URL] [--nodes 1,2,3] [--workers N]"
         ),
     }
 }
@@ -65,6 +67,9 @@ fn bench_cmd(args: &[&str]) -> Result<()> {
         data: None,
         dir: std::env::temp_dir().join("fhir-bulk-bench"),
         json_out: workspace.join("target/bench.json"),
+        only: Vec::new(),
+        reuse: false,
+        bin: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -78,6 +83,9 @@ fn bench_cmd(args: &[&str]) -> Result<()> {
             "--data" => opts.data = Some(value()?.into()),
             "--dir" => opts.dir = value()?.into(),
             "--json" => opts.json_out = value()?.into(),
+            "--only" => opts.only = value()?.split(',').map(str::to_string).collect(),
+            "--reuse" => opts.reuse = true,
+            "--bin" => opts.bin = Some(value()?.into()),
             other => bail!("unknown bench option {other}"),
         }
     }

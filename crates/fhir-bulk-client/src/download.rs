@@ -1,7 +1,8 @@
 //! Downloading the manifest's files: parallel, streamed, retried, resumed, verified (§7, CL5).
 //!
-//! Each file streams into `<dest>.part` chunk by chunk, so memory stays flat whatever its
-//! size. A failure (429, 5xx, a reset connection, a body cut short) is retried with backoff,
+//! Each file streams into `<dest>.part` in 1 MiB blocks, so memory stays flat whatever its
+//! size: a blocking task writes each block with one call and checks and hashes it
+//! ([`crate::verify`]) while the next one arrives, so a finished part is only renamed. A failure (429, 5xx, a reset connection, a body cut short) is retried with backoff,
 //! resuming with `Range: bytes=<part size>-` (RFC 9110 §14). The part holds the *decoded*
 //! body, so resumed requests ask for `Accept-Encoding: identity`: a byte offset into a gzip
 //! stream would mean nothing. Only a `206` whose `Content-Range` starts at our offset, without
@@ -20,8 +21,8 @@ use crate::kickoff::body_message;
 use crate::observer::{Event, Observer};
 use crate::secret::redact_url;
 use crate::state::{FileKind, FileRecord, RunState, is_intact};
-use crate::verify::{BLOCK, Inline};
 use crate::transport::{Request, Transport, describe, is_retryable_status};
+use crate::verify::{BLOCK, Inline};
 use base64::Engine;
 use fhir_bulk_spec::manifest::{Manifest, OutputFile};
 use futures::StreamExt;
@@ -166,7 +167,10 @@ impl Downloader<'_> {
             reason: format!("not an absolute URL ({e}); M4 requires one"),
         })?;
         let expected = task.entry.resource_type.clone();
-        let fetched = match self.fetch(&url, &part, &task.path, expected.as_deref()).await {
+        let fetched = match self
+            .fetch(&url, &part, &task.path, expected.as_deref())
+            .await
+        {
             Ok(f) => f,
             Err(e @ Error::Verify { .. }) => {
                 crate::verify::reject(&part, &dest);
@@ -359,11 +363,10 @@ impl Downloader<'_> {
                     _ if append => {
                         // A part from an earlier run or attempt: read it once to resume the check.
                         let (p, e) = (part.to_path_buf(), expected.map(str::to_string));
-                        let rebuilt =
-                            tokio::task::spawn_blocking(move || Inline::from_part(&p, e))
-                                .await
-                                .map_err(|e| Error::io(part, std::io::Error::other(e)))?
-                                .map_err(|e| Error::io(part, e))?;
+                        let rebuilt = tokio::task::spawn_blocking(move || Inline::from_part(&p, e))
+                            .await
+                            .map_err(|e| Error::io(part, std::io::Error::other(e)))?
+                            .map_err(|e| Error::io(part, e))?;
                         Some(rebuilt)
                     }
                     _ => Some(Inline::new(expected.map(str::to_string))),
@@ -510,6 +513,18 @@ impl Downloader<'_> {
                 Err(e) => failure = Some(format!("bad gzip data: {e}")),
             }
         }
+        if let Some(reason) = failure.take_if(|r| r.starts_with("bad gzip")) {
+            // A corrupt compressed body can neither be resumed nor judged by its decoded prefix.
+            drop(sink.into_inline().await);
+            if let Err(e) = remove_part(part).await {
+                return (Err(StreamError::Local(e)), None);
+            }
+            let failed = StreamError::Remote {
+                reason,
+                progressed: false,
+            };
+            return (Err(failed), None);
+        }
         // What arrived is written and checked even when the transfer failed: a resumed
         // request starts after it.
         let last = match decoder.as_mut() {
@@ -525,16 +540,6 @@ impl Downloader<'_> {
         let inline = sink.into_inline().await;
         let result = match failure {
             None => Ok(()),
-            Some(reason) if reason.starts_with("bad gzip") => {
-                // A corrupt compressed body cannot be resumed from its decoded prefix.
-                if let Err(e) = remove_part(part).await {
-                    return (Err(StreamError::Local(e)), None);
-                }
-                Err(StreamError::Remote {
-                    reason,
-                    progressed: false,
-                })
-            }
             Some(reason) => Err(StreamError::Remote {
                 reason: format!("transfer cut off: {reason}"),
                 progressed,
@@ -616,7 +621,11 @@ impl BlockSink<'_> {
         }
         self.wait(rel).await?;
         let Some(mut blocks) = self.idle.take() else {
-            return Ok(());
+            // Only after a failed `wait`, which ended the transfer.
+            return Err(StreamError::Local(Error::io(
+                self.part,
+                std::io::Error::other("the block writer was lost"),
+            )));
         };
         let mut full = std::mem::take(&mut self.spare);
         std::mem::swap(&mut full, block);

@@ -5,7 +5,7 @@
 //! `organizeOutputBy` (O2) files have no `type` and carry `Parameters` block headers, which
 //! are not counted as resources. The manifest's `count`, when given, must match.
 //!
-//! Plain NDJSON is checked while it downloads ([`Inline`]: the blocks written to the `.part`
+//! Plain NDJSON is checked while it downloads (`Inline`: the blocks written to the `.part`
 //! are hashed and checked in the same pass, so the finished part is only renamed). The other
 //! cases (a body that is gzip data itself, a V2 `Binary`, `--gzip` storage) go through
 //! [`store_verified`], which reads the finished `.part` once, in blocking code, hashing what
@@ -472,7 +472,8 @@ mod tests {
         }
         // A last line cut short is only an error at the end.
         let mut i = Inline::new(Some("Patient".into()));
-        i.feed(b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":").unwrap();
+        i.feed(b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":")
+            .unwrap();
         assert_eq!(i.finish(None).unwrap_err().0, 2);
         let mut i = Inline::new(Some("Patient".into()));
         i.feed(b"{\"resourceType\":\"Patient\"}\n").unwrap();

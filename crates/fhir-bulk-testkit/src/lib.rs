@@ -180,7 +180,9 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Er
 /// because a still-running server may start a new transaction in between.
 async fn drop_schema(url: &str, name: &str) -> Result<(), tokio_postgres::Error> {
     let client = connect(url).await?;
-    client.batch_execute("SET lock_timeout = '2s'").await?;
+    client
+        .batch_execute("SET lock_timeout = '2s'; SET client_min_messages = warning")
+        .await?;
     let mut last = None;
     for _ in 0..5 {
         client
@@ -225,7 +227,10 @@ fn on_own_thread<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'stati
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 

@@ -80,7 +80,11 @@ pub fn run(workspace: &Path, opts: NodesOptions) -> Result<()> {
     if !psql.success() {
         bail!("could not recreate schema {SCHEMA} in {}", opts.database);
     }
-    let sep = if opts.database.contains('?') { '&' } else { '?' };
+    let sep = if opts.database.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
     let database = format!("{}{sep}options=-csearch_path%3D{SCHEMA}", opts.database);
 
     let (secs, rss) = timed(
@@ -231,7 +235,11 @@ async fn system_export(
         }
     };
     let seconds = started.elapsed().as_secs_f64();
-    let job = status_url.rsplit('/').next().unwrap_or_default().to_string();
+    let job = status_url
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let (mut resources, mut bytes) = (0, 0);
     for e in manifest["output"].as_array().into_iter().flatten() {
         resources += e["count"].as_u64().unwrap_or(0);

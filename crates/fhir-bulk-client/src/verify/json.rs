@@ -37,7 +37,7 @@ pub(super) fn resource_type(line: &[u8]) -> Result<Option<Cow<'_, str>>, String>
 
 /// The serde check this replaces, kept for its error messages.
 #[derive(Deserialize)]
-pub(super) struct Head<'a> {
+struct Head<'a> {
     #[serde(rename = "resourceType", borrow, default)]
     _resource_type: Option<Cow<'a, str>>,
 }
@@ -108,6 +108,10 @@ fn escape_end(b: &[u8], i: usize) -> Option<usize> {
 
 #[inline(always)]
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    // Compact JSON has no whitespace: one comparison decides the common case.
+    if b.get(i).is_some_and(|&c| c > b' ') {
+        return i;
+    }
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
         i += 1;
     }
@@ -157,6 +161,9 @@ fn key(b: &[u8], i: usize, top: bool) -> Option<(usize, bool)> {
     let mut escaped = false;
     let end = string_end(b, i + 1, &mut escaped)?;
     let is_type = top && top_key_is_type(&b[i..=end], escaped)?;
+    if b.get(end + 1) == Some(&b':') {
+        return Some((end + 2, is_type));
+    }
     let colon = skip_ws(b, end + 1);
     (b.get(colon) == Some(&b':')).then_some((colon + 1, is_type))
 }
@@ -166,7 +173,7 @@ fn key(b: &[u8], i: usize, top: bool) -> Option<(usize, bool)> {
 fn top_key_is_type(quoted: &[u8], escaped: bool) -> Option<bool> {
     let raw = &quoted[1..quoted.len() - 1];
     if !escaped {
-        return if raw.is_ascii() || std::str::from_utf8(raw).is_ok() {
+        return if raw == b"resourceType" || raw.is_ascii() || std::str::from_utf8(raw).is_ok() {
             Some(raw == b"resourceType")
         } else {
             None
@@ -182,8 +189,8 @@ fn scan(b: &[u8]) -> Option<Option<Span>> {
     if b.first() != Some(&b'{') {
         return None;
     }
-    // Bit d set: the container at depth d + 1 is an object (else an array).
-    let mut objects: u128 = 1;
+    // The closing byte of the container at each depth (index depth - 1).
+    let mut closers = [b'}'; MAX_DEPTH as usize];
     let mut depth: u32 = 1;
     // `Some(v)` once the top-level `resourceType` was read (`v` is `None` for null).
     let mut found: Option<Option<Span>> = None;
@@ -228,11 +235,7 @@ fn scan(b: &[u8]) -> Option<Option<Span>> {
                             return None;
                         }
                         let is_object = c == b'{';
-                        if is_object {
-                            objects |= 1 << depth;
-                        } else {
-                            objects &= !(1 << depth);
-                        }
+                        closers[depth as usize] = c + 2; // `}` and `]` follow `{` and `[` by two
                         depth += 1;
                         i = skip_ws(b, i + 1);
                         match b.get(i) {
@@ -261,20 +264,20 @@ fn scan(b: &[u8]) -> Option<Option<Span>> {
             // After a value: close containers until one continues with `,`.
             while depth > 0 {
                 i = skip_ws(b, i);
-                let is_object = objects & (1 << (depth - 1)) != 0;
-                match (*b.get(i)?, is_object) {
-                    (b',', true) => {
+                let closer = closers[depth as usize - 1];
+                match *b.get(i)? {
+                    b',' if closer == b'}' => {
                         (i, wanted) = key(b, skip_ws(b, i + 1), depth == 1)?;
                         if wanted && found.is_some() {
                             return None; // a second resourceType
                         }
                         continue 'value;
                     }
-                    (b',', false) => {
+                    b',' => {
                         i += 1;
                         continue 'value;
                     }
-                    (b'}', true) | (b']', false) => {
+                    c if c == closer => {
                         i += 1;
                         depth -= 1;
                     }
@@ -383,7 +386,12 @@ mod tests {
             "{\"a\":\"ünïcödé ✓ 𝄞\"}".as_bytes(),
         ];
         for &c in cases {
-            assert_eq!(resource_type(c).is_ok(), serde_accepts(c), "{}", String::from_utf8_lossy(c));
+            assert_eq!(
+                resource_type(c).is_ok(),
+                serde_accepts(c),
+                "{}",
+                String::from_utf8_lossy(c)
+            );
         }
         // Random damage to realistic lines: both must agree on every one.
         let line = br#"{"resourceType":"Observation","id":"o-1","meta":{"versionId":"1","lastUpdated":"2024-01-01T00:00:00Z"},"status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}],"text":"Heart \"rate\"\\n"},"valueQuantity":{"value":-72.5e-1,"unit":"/min"},"flags":[true,false,null,0,1.25E+2],"note":[]}"#;

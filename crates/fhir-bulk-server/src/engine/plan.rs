@@ -200,10 +200,21 @@ mod tests {
         assert!(obs.iter().all(|u| u.estimate == 250_000));
         assert_eq!(obs[0].ids.from, None);
         assert_eq!(obs[3].ids.to, None);
-        let patient: Vec<_> = p.units.iter().filter(|u| u.resource_type == "Patient").collect();
+        let patient: Vec<_> = p
+            .units
+            .iter()
+            .filter(|u| u.resource_type == "Patient")
+            .collect();
         assert_eq!(patient.len(), 1);
         assert!(patient[0].ids.is_all());
-        let whole = plan(&ExportRequest::default(), held, &counts, true, None, &mut Vec::new());
+        let whole = plan(
+            &ExportRequest::default(),
+            held,
+            &counts,
+            true,
+            None,
+            &mut Vec::new(),
+        );
         assert_eq!(whole.units.len(), 2);
     }
 }

@@ -195,7 +195,6 @@ pub async fn kickoff_post(url: &str, parameters: &Value) -> String {
 /// Polls until the manifest (200) arrives; panics on anything but 202/200 or after 60 s.
 pub async fn wait_manifest(status_url: &str) -> Value {
     let started = Instant::now();
-    let mut progress = String::new();
     loop {
         let r = http()
             .get(status_url)
@@ -203,23 +202,23 @@ pub async fn wait_manifest(status_url: &str) -> Value {
             .send()
             .await
             .unwrap();
-        match r.status().as_u16() {
+        let progress = match r.status().as_u16() {
             202 => {
                 assert!(r.headers().contains_key("x-progress"));
-                progress = r.headers()["x-progress"].to_str().unwrap().to_string();
                 let retry: u64 = r.headers()["retry-after"]
                     .to_str()
                     .unwrap()
                     .parse()
                     .unwrap();
                 assert!((1..=120).contains(&retry));
+                r.headers()["x-progress"].to_str().unwrap().to_string()
             }
             200 => {
                 assert_eq!(r.headers()["content-type"], "application/json");
                 return r.json().await.unwrap();
             }
             other => panic!("status {other}: {}", r.text().await.unwrap()),
-        }
+        };
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "export did not finish in 60 s on {} (last X-Progress: {progress:?})",

@@ -39,8 +39,7 @@ fn job_from_row(r: &Row, at: usize) -> Result<Job> {
     })
 }
 
-const UNIT_COLUMNS: &str =
-    "job_id, seq, resource_type, kind, estimate, status, written, attempts, done_seq, id_from, id_to";
+const UNIT_COLUMNS: &str = "job_id, seq, resource_type, kind, estimate, status, written, attempts, done_seq, id_from, id_to";
 
 /// A unit from the columns of [`UNIT_COLUMNS`] starting at `at`.
 fn unit_from_row(r: &Row, at: usize) -> Result<Unit> {

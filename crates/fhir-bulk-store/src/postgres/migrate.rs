@@ -72,9 +72,9 @@ pub(super) async fn migrate(conn: &mut deadpool_postgres::Object) -> Result<()> 
             tx.commit().await?;
             return Ok(());
         };
-        tx.batch_execute(sql)
-            .await
-            .map_err(|e| StoreError::Database(format!("migration {name} failed: {}", StoreError::from(e))))?;
+        tx.batch_execute(sql).await.map_err(|e| {
+            StoreError::Database(format!("migration {name} failed: {}", StoreError::from(e)))
+        })?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
             &[&((current + 1) as i64), name],
@@ -104,7 +104,10 @@ mod tests {
         let s = PgStore::connect(&schema.url).await.unwrap();
         let conn = s.pool.get().await.unwrap();
         let rows = conn
-            .query("SELECT version, name FROM schema_migrations ORDER BY version", &[])
+            .query(
+                "SELECT version, name FROM schema_migrations ORDER BY version",
+                &[],
+            )
             .await
             .unwrap();
         let applied: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -144,7 +147,11 @@ mod tests {
             )
             .await
             .unwrap();
-        let e = PgStore::connect(&schema.url).await.err().unwrap().to_string();
+        let e = PgStore::connect(&schema.url)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("newer than this build"), "{e}");
     }
 }

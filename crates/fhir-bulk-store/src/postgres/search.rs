@@ -155,9 +155,7 @@ pub(super) async fn group_members(
         )
         .await?;
     tx.commit().await?;
-    Ok(Some(
-        rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
-    ))
+    Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
 }
 
 #[cfg(test)]
@@ -181,20 +179,28 @@ mod tests {
             ("f.1", "annex", "urn:a", "5"),
             ("F-2", "Ann", "urn:c", "6"),
         ] {
-            w.push(put(json!({"resourceType": "Patient", "id": id, "name": name,
-                "identifier": [{"system": sys, "value": value}, {"value": format!("x{value}")}]})));
+            w.push(put(
+                json!({"resourceType": "Patient", "id": id, "name": name,
+                "identifier": [{"system": sys, "value": value}, {"value": format!("x{value}")}]}),
+            ));
         }
-        w.push(put(json!({"resourceType": "Group", "id": "g", "name": "Ann's group",
+        w.push(put(
+            json!({"resourceType": "Group", "id": "g", "name": "Ann's group",
             "type": "person", "actual": true, "member": [
                 {"entity": {"reference": "Patient/c"}},
                 {"entity": {"reference": "Patient/a"}},
                 {"entity": {"reference": "Practitioner/dr"}},
                 {"entity": {"reference": "Patient/B"}, "inactive": true},
-                {"entity": {"reference": "Patient/a"}}]})));
-        w.push(put(json!({"resourceType": "Group", "id": "empty", "type": "person",
-            "actual": true})));
-        w.push(put(json!({"resourceType": "Observation", "id": "o", "status": "final",
-            "code": {}, "subject": {"reference": "Patient/a"}})));
+                {"entity": {"reference": "Patient/a"}}]}),
+        ));
+        w.push(put(
+            json!({"resourceType": "Group", "id": "empty", "type": "person",
+            "actual": true}),
+        ));
+        w.push(put(
+            json!({"resourceType": "Observation", "id": "o", "status": "final",
+            "code": {}, "subject": {"reference": "Patient/a"}}),
+        ));
         w
     }
 
@@ -245,9 +251,12 @@ mod tests {
             s.write("t", vec![Write::delete("Patient", "e").unwrap()])
                 .await
                 .unwrap();
-            s.write("u", vec![put(json!({"resourceType": "Patient", "id": "a"}))])
-                .await
-                .unwrap();
+            s.write(
+                "u",
+                vec![put(json!({"resourceType": "Patient", "id": "a"}))],
+            )
+            .await
+            .unwrap();
         }
         for q in queries() {
             let pa = a.search("t", q.clone()).await.unwrap();
@@ -275,7 +284,10 @@ mod tests {
         let first = norm(&all.resources[0]);
         assert_eq!(first["id"], "B", "ids in byte order");
 
-        assert_eq!(a.type_counts("t").await.unwrap(), b.type_counts("t").await.unwrap());
+        assert_eq!(
+            a.type_counts("t").await.unwrap(),
+            b.type_counts("t").await.unwrap()
+        );
         assert_eq!(
             a.type_counts("t").await.unwrap(),
             vec![

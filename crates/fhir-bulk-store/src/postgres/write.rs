@@ -14,8 +14,8 @@ use futures::future::{BoxFuture, try_join_all};
 use futures::stream::BoxStream;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::Statement;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 /// The row a write finds.
@@ -125,7 +125,8 @@ const KEEP_CTE: &str = "WITH kept AS (
          last_updated = excluded.last_updated,
          superseded_at = excluded.superseded_at, json = excluded.json) ";
 
-const UPSERT: &str = "INSERT INTO resources (tenant, type, id, version, last_updated, deleted, json)
+const UPSERT: &str =
+    "INSERT INTO resources (tenant, type, id, version, last_updated, deleted, json)
      VALUES ($1, $2, $3, $4, $5, false, $6)
      ON CONFLICT (tenant, type, id) DO UPDATE SET version = excluded.version,
        last_updated = excluded.last_updated, deleted = false, json = excluded.json";
@@ -206,10 +207,9 @@ impl Rows<'_, '_> {
             p.search.iter().map(|(k, v)| (*k, v.as_str())).unzip();
         let (tenant, ts) = (&self.tenant, &self.ts.0);
 
-        let mut execs: Vec<Exec<'_>> = vec![Box::pin(tx.execute_raw(
-            &upsert,
-            [tenant as Sql, &rt, &id, &version, ts, &json],
-        ))];
+        let mut execs: Vec<Exec<'_>> = vec![Box::pin(
+            tx.execute_raw(&upsert, [tenant as Sql, &rt, &id, &version, ts, &json]),
+        )];
         if let Some((stale, missing)) = &compartment {
             if old.is_some() {
                 execs.push(Box::pin(
@@ -238,16 +238,14 @@ impl Rows<'_, '_> {
         }
         if let Some((stale, missing)) = &searched {
             if old.is_some() {
-                execs.push(Box::pin(tx.execute_raw(
-                    stale,
-                    [tenant as Sql, &rt, &id, &params, &values],
-                )));
+                execs.push(Box::pin(
+                    tx.execute_raw(stale, [tenant as Sql, &rt, &id, &params, &values]),
+                ));
             }
             if !values.is_empty() {
-                execs.push(Box::pin(tx.execute_raw(
-                    missing,
-                    [tenant as Sql, &rt, &id, &params, &values],
-                )));
+                execs.push(Box::pin(
+                    tx.execute_raw(missing, [tenant as Sql, &rt, &id, &params, &values]),
+                ));
             }
         }
         try_join_all(execs).await?;
@@ -299,10 +297,9 @@ impl Rows<'_, '_> {
         };
         let none: Vec<&str> = Vec::new();
         let (tenant, ts, rt_, id_) = (&self.tenant, &self.ts.0, rt.as_str(), id.as_str());
-        let mut execs: Vec<Exec<'_>> = vec![Box::pin(tx.execute_raw(
-            &tombstone,
-            [tenant as Sql, &rt_, &id_, &version, ts],
-        ))];
+        let mut execs: Vec<Exec<'_>> = vec![Box::pin(
+            tx.execute_raw(&tombstone, [tenant as Sql, &rt_, &id_, &version, ts]),
+        )];
         if let Some((stale, _)) = &members {
             execs.push(Box::pin(
                 tx.execute_raw(stale, [tenant as Sql, &id_, &none, &none]),
@@ -408,10 +405,20 @@ pub(super) async fn write_stream(
         summary: WriteSummary::default(),
         live_delta: HashMap::new(),
     };
-    // One staging table for the transaction, emptied per batch (TRUNCATE, not DELETE: temp
-    // tables are never vacuumed). Unqualified names find temp tables first.
+    // Every statement of a load probes the keys of one batch, and the plan must stay a probe
+    // by primary key: a scan per batch (a hash join over the table, or an index range over
+    // the type) makes a load quadratic. Without statistics on what is being loaded (a first
+    // load, or a type new to the table) the planner thinks a type holds a row or two and
+    // picks just that, so the load analyzes the tables as it grows (see `Analyze`), and joins
+    // other than nested loops are off. One staging table for the transaction, emptied per
+    // batch (TRUNCATE, not DELETE: temp tables are never vacuumed); unqualified names find
+    // temp tables first.
     tx.batch_execute(
-        "CREATE TEMP TABLE load_stage (
+        "SET LOCAL enable_hashjoin = off;
+         SET LOCAL enable_mergejoin = off;
+         SET LOCAL enable_material = off;
+         SET LOCAL jit = off;
+         CREATE TEMP TABLE load_stage (
              type          text    NOT NULL,
              id            text    NOT NULL,
              version       bigint  NOT NULL,
@@ -425,6 +432,7 @@ pub(super) async fn write_stream(
          ) ON COMMIT DROP",
     )
     .await?;
+    let mut analyze = Analyze::new(&tx).await?;
     let mut first = true;
     while let Some(item) = batches.next().await {
         // An Err item returns here: the transaction is dropped, i.e. rolled back.
@@ -436,11 +444,72 @@ pub(super) async fn write_stream(
             tx.batch_execute("TRUNCATE load_stage").await?;
         }
         first = false;
-        load.batch(&tx, batch).await?;
+        let staged = load.batch(&tx, batch).await?;
+        analyze.after_batch(&tx, staged).await?;
     }
     apply_type_counts(&tx, tenant, &load.live_delta).await?;
+    analyze.at_end(&tx).await?;
     tx.commit().await?;
     Ok(load.summary)
+}
+
+/// Statistics for the planner while a load grows the tables. `ANALYZE` inside the load's
+/// transaction counts the rows it inserted, and its statistics commit with them.
+struct Analyze {
+    /// Rows staged by this load so far.
+    written: u64,
+    /// `written` at the last ANALYZE.
+    analyzed_at: u64,
+    /// Rows the table had when the load began (its last statistics; 0 if never analyzed).
+    rows_before: f64,
+}
+
+impl Analyze {
+    /// Rows a load writes before it first analyzes; it analyzes again each time it doubles.
+    const FIRST: u64 = 2000;
+
+    async fn new(tx: &Transaction<'_>) -> Result<Analyze> {
+        let rows: f32 = tx
+            .query_one(
+                "SELECT reltuples FROM pg_class WHERE oid = 'resources'::regclass",
+                &[],
+            )
+            .await?
+            .get(0);
+        Ok(Analyze {
+            written: 0,
+            analyzed_at: 0,
+            rows_before: f64::from(rows.max(0.0)),
+        })
+    }
+
+    async fn run(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        tx.batch_execute("ANALYZE resources, compartment, search_values, group_members")
+            .await?;
+        self.analyzed_at = self.written;
+        Ok(())
+    }
+
+    /// While the load grows: at [`Self::FIRST`] rows, then each time it doubles.
+    async fn after_batch(&mut self, tx: &Transaction<'_>, staged: u64) -> Result<()> {
+        self.written += staged;
+        if self.written >= Self::FIRST.max(2 * self.analyzed_at) {
+            self.run(tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Before commit, when the load changed the table by a tenth or more (autovacuum's rule;
+    /// it would analyze too, but only after the commit, and an export may start at once).
+    async fn at_end(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        if self.written > self.analyzed_at
+            && self.written >= Self::FIRST
+            && self.written as f64 >= 0.1 * self.rows_before
+        {
+            self.run(tx).await?;
+        }
+        Ok(())
+    }
 }
 
 /// State of a load across its batches.
@@ -484,33 +553,52 @@ const STAGE_TYPES: &[Type] = &[
     Type::TEXT_ARRAY,
 ];
 
-/// Key arrays for `unnest($2::text[], $3::text[])`.
-#[derive(Default)]
+/// Key arrays for [`KEYS`]. The tenant is repeated per key rather than passed once: a
+/// `tenant = $1` restriction gets the planner's default selectivity on tables without
+/// statistics (a first load), which makes a scan of the tenant look cheaper than the probes.
 struct Keys<'a> {
+    tenant: &'a str,
+    tenants: Vec<&'a str>,
     types: Vec<&'a str>,
     ids: Vec<&'a str>,
 }
 
+/// The keys of a [`Keys`] as a relation `k(tenant, type, id)`.
+const KEYS: &str = "unnest($1::text[], $2::text[], $3::text[]) AS k(tenant, type, id)";
+
 impl<'a> Keys<'a> {
+    fn new(tenant: &'a str) -> Self {
+        Keys {
+            tenant,
+            tenants: Vec::new(),
+            types: Vec::new(),
+            ids: Vec::new(),
+        }
+    }
+
     fn push(&mut self, o: &'a Outcome) {
+        self.tenants.push(self.tenant);
         self.types.push(&o.resource_type);
         self.ids.push(&o.id);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty()
     }
 }
 
 impl Load<'_> {
-    async fn batch(&mut self, tx: &Transaction<'_>, batch: Vec<Write>) -> Result<()> {
-        let __t0 = std::time::Instant::now();
+    /// Applies one batch; returns the rows it staged (resources written).
+    async fn batch(&mut self, tx: &Transaction<'_>, batch: Vec<Write>) -> Result<u64> {
         let outcomes = self.apply_in_memory(tx, batch).await?;
-        let __t1 = __t0.elapsed();
         let tenant = self.tenant;
 
         // Keys whose rows before the batch need work first.
         let (mut keep, mut compartments, mut groups, mut searched) = (
-            Keys::default(),
-            Keys::default(),
-            Keys::default(),
-            Keys::default(),
+            Keys::new(tenant),
+            Keys::new(tenant),
+            Keys::new(tenant),
+            Keys::new(tenant),
         );
         for o in outcomes.iter().filter(|o| o.touched) {
             let Some(before) = o.before else { continue };
@@ -532,51 +620,62 @@ impl Load<'_> {
                 searched.push(o);
             }
         }
-        if !keep.ids.is_empty() {
+        if !keep.is_empty() {
             tx.execute(
-                "INSERT INTO resource_versions
-                 (tenant, type, id, version, last_updated, superseded_at, json)
-                 SELECT r.tenant, r.type, r.id, r.version, r.last_updated, $4, r.json
-                 FROM unnest($2::text[], $3::text[]) AS k(type, id)
-                 JOIN resources r ON r.tenant = $1 AND r.type = k.type AND r.id = k.id
-                 ON CONFLICT (tenant, type, id, version) DO UPDATE SET
-                   last_updated = excluded.last_updated,
-                   superseded_at = excluded.superseded_at, json = excluded.json",
-                &[&tenant, &keep.types, &keep.ids, &self.ts.0],
+                &format!(
+                    "INSERT INTO resource_versions
+                     (tenant, type, id, version, last_updated, superseded_at, json)
+                     SELECT r.tenant, r.type, r.id, r.version, r.last_updated, $4, r.json
+                     FROM {KEYS}
+                     JOIN resources r ON r.tenant = k.tenant AND r.type = k.type AND r.id = k.id
+                     ON CONFLICT (tenant, type, id, version) DO UPDATE SET
+                       last_updated = excluded.last_updated,
+                       superseded_at = excluded.superseded_at, json = excluded.json"
+                ),
+                &[&keep.tenants, &keep.types, &keep.ids, &self.ts.0],
             )
             .await?;
         }
         // A put replaces the compartment rows; a tombstone keeps them (T3).
-        if !compartments.ids.is_empty() {
+        if !compartments.is_empty() {
             tx.execute(
-                "DELETE FROM compartment c USING unnest($2::text[], $3::text[]) AS k(type, id)
-                 WHERE c.tenant = $1 AND c.type = k.type AND c.id = k.id",
-                &[&tenant, &compartments.types, &compartments.ids],
+                &format!(
+                    "DELETE FROM compartment c USING {KEYS}
+                     WHERE c.tenant = k.tenant AND c.type = k.type AND c.id = k.id"
+                ),
+                &[
+                    &compartments.tenants,
+                    &compartments.types,
+                    &compartments.ids,
+                ],
             )
             .await?;
         }
-        if !groups.ids.is_empty() {
+        if !groups.is_empty() {
             tx.execute(
-                "DELETE FROM group_members WHERE tenant = $1 AND group_id = ANY($2::text[])",
-                &[&tenant, &groups.ids],
+                &format!(
+                    "DELETE FROM group_members g USING {KEYS}
+                     WHERE g.tenant = k.tenant AND g.group_id = k.id"
+                ),
+                &[&groups.tenants, &groups.types, &groups.ids],
             )
             .await?;
         }
-        if !searched.ids.is_empty() {
+        if !searched.is_empty() {
             tx.execute(
-                "DELETE FROM search_values s USING unnest($2::text[], $3::text[]) AS k(type, id)
-                 WHERE s.tenant = $1 AND s.type = k.type AND s.id = k.id",
-                &[&tenant, &searched.types, &searched.ids],
+                &format!(
+                    "DELETE FROM search_values s USING {KEYS}
+                     WHERE s.tenant = k.tenant AND s.type = k.type AND s.id = k.id"
+                ),
+                &[&searched.tenants, &searched.types, &searched.ids],
             )
             .await?;
         }
 
-        let __t2 = __t0.elapsed();
         let staged = self.stage(tx, &outcomes).await?;
         if staged == 0 {
-            return Ok(());
+            return Ok(0);
         }
-        let __t3 = __t0.elapsed();
         tx.execute(
             "INSERT INTO resources (tenant, type, id, version, last_updated, deleted, json)
              SELECT $1, type, id, version, $2, deleted, json FROM load_stage
@@ -586,7 +685,6 @@ impl Load<'_> {
             &[&tenant, &self.ts.0],
         )
         .await?;
-        let __t4 = __t0.elapsed();
         tx.execute(
             "INSERT INTO compartment (tenant, type, id, patient_id)
              SELECT $1, s.type, s.id, p FROM load_stage s, unnest(s.patients) AS p
@@ -594,7 +692,6 @@ impl Load<'_> {
             &[&tenant],
         )
         .await?;
-        eprintln!("PHASES mem {:?} pre {:?} copy {:?} upsert {:?} comp {:?}", __t1, __t2, __t3, __t4, __t0.elapsed());
         if outcomes.iter().any(|o| o.resource_type == "Group") {
             tx.execute(
                 "INSERT INTO group_members (tenant, group_id, member_type, member_id)
@@ -618,7 +715,7 @@ impl Load<'_> {
             )
             .await?;
         }
-        Ok(())
+        Ok(staged)
     }
 
     /// Applies the batch's writes in order to the rows it finds (one query for the batch),
@@ -657,20 +754,18 @@ impl Load<'_> {
             order.push(i);
         }
 
-        let (types, ids): (Vec<&str>, Vec<&str>) = outcomes
-            .iter()
-            .map(|o| (o.resource_type.as_str(), o.id.as_str()))
-            .unzip();
-        let __q = std::time::Instant::now();
+        let mut keys = Keys::new(self.tenant);
+        outcomes.iter().for_each(|o| keys.push(o));
         let found = tx
             .query(
-                "SELECT r.type, r.id, r.version, r.last_updated, r.deleted
-                 FROM unnest($2::text[], $3::text[]) AS k(type, id)
-                 JOIN resources r ON r.tenant = $1 AND r.type = k.type AND r.id = k.id",
-                &[&self.tenant, &types, &ids],
+                &format!(
+                    "SELECT r.type, r.id, r.version, r.last_updated, r.deleted
+                     FROM {KEYS}
+                     JOIN resources r ON r.tenant = k.tenant AND r.type = k.type AND r.id = k.id"
+                ),
+                &[&keys.tenants, &keys.types, &keys.ids],
             )
             .await?;
-        eprintln!("PREFETCH {:?}", __q.elapsed());
         for row in found {
             let key = (row.get::<_, String>(0), row.get::<_, String>(1));
             if let Some(&i) = index.get(&key) {
@@ -698,10 +793,7 @@ impl Load<'_> {
                     let json = p.json_with_meta(version, &self.ts_text);
                     self.summary.bytes += json.len() as u64;
                     if created {
-                        *self
-                            .live_delta
-                            .entry(o.resource_type.clone())
-                            .or_default() += 1;
+                        *self.live_delta.entry(o.resource_type.clone()).or_default() += 1;
                     }
                     (o.version, o.deleted, o.json) = (Some(version), false, Some(json));
                     o.touched = true;
@@ -711,10 +803,7 @@ impl Load<'_> {
                     let Some(version) = o.version.filter(|_| !o.deleted) else {
                         continue; // nothing live: no tombstone, no new version
                     };
-                    *self
-                        .live_delta
-                        .entry(o.resource_type.clone())
-                        .or_default() -= 1;
+                    *self.live_delta.entry(o.resource_type.clone()).or_default() -= 1;
                     (o.version, o.deleted, o.json) = (Some(version + 1), true, None);
                     o.touched = true;
                 }
@@ -738,7 +827,11 @@ impl Load<'_> {
             // What the resource's rows in the other tables become. The last put's patients
             // even under a later tombstone (a tombstone keeps its compartment rows, T3);
             // members and search values only while live.
-            let put = if o.deleted { None } else { o.last_put.as_deref() };
+            let put = if o.deleted {
+                None
+            } else {
+                o.last_put.as_deref()
+            };
             let patients: Vec<&str> = match &o.last_put {
                 Some(p) if compartment::is_compartment_type(rt) => {
                     p.patients.iter().map(String::as_str).collect()
@@ -842,8 +935,7 @@ pub(super) mod testing {
                 .unwrap();
             let sep = if base.contains('?') { '&' } else { '?' };
             // The application name finds the schema's sessions again when it is dropped.
-            let url =
-                format!("{base}{sep}options=-csearch_path%3D{name}&application_name={name}");
+            let url = format!("{base}{sep}options=-csearch_path%3D{name}&application_name={name}");
             Some(Schema { base, name, url })
         }
     }
@@ -896,7 +988,9 @@ pub(super) mod testing {
     /// A SQLite store to compare with (the reference semantics).
     pub(crate) async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(dir.path().join("db.sqlite")).await.unwrap();
+        let s = SqliteStore::open(dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
         (s, dir)
     }
 
@@ -953,7 +1047,11 @@ pub(super) mod testing {
         let mut out = Vec::new();
         for c in chunks {
             assert!(c.bytes.ends_with(b"\n"), "a chunk ends with a whole line");
-            let n = c.bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+            let n = c
+                .bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count();
             assert_eq!(n as u64, c.count);
             out.extend(
                 c.bytes
@@ -971,7 +1069,10 @@ pub(super) mod testing {
         let conn = s.pool.get().await.unwrap();
         let mut out = Vec::new();
         for r in conn
-            .query("SELECT tenant, type, id, version, deleted, json FROM resources", &[])
+            .query(
+                "SELECT tenant, type, id, version, deleted, json FROM resources",
+                &[],
+            )
             .await
             .unwrap()
         {
@@ -987,7 +1088,10 @@ pub(super) mod testing {
             ));
         }
         for r in conn
-            .query("SELECT tenant, type, id, version, json FROM resource_versions", &[])
+            .query(
+                "SELECT tenant, type, id, version, json FROM resource_versions",
+                &[],
+            )
             .await
             .unwrap()
         {
@@ -1099,8 +1203,10 @@ mod tests {
     }
 
     fn obs(id: &str, p: &str, status: &str) -> Write {
-        put(json!({"resourceType": "Observation", "id": id, "status": status, "code": {},
-            "subject": {"reference": format!("Patient/{p}")}}))
+        put(
+            json!({"resourceType": "Observation", "id": id, "status": status, "code": {},
+            "subject": {"reference": format!("Patient/{p}")}}),
+        )
     }
 
     fn group(id: &str, members: &[(&str, bool)]) -> Write {
@@ -1110,8 +1216,10 @@ mod tests {
                 json!({"entity": {"reference": format!("Patient/{p}")}, "inactive": inactive})
             })
             .collect();
-        put(json!({"resourceType": "Group", "id": id, "type": "person", "actual": true,
-            "name": format!("Group {id}"), "member": member}))
+        put(
+            json!({"resourceType": "Group", "id": id, "type": "person", "actual": true,
+            "name": format!("Group {id}"), "member": member}),
+        )
     }
 
     /// A result without its time, JSON normalised.
@@ -1192,9 +1300,20 @@ mod tests {
                 "{t}/{id}"
             );
         }
-        let o1 = pg.store.read("t", "Observation", "o1").await.unwrap().unwrap();
+        let o1 = pg
+            .store
+            .read("t", "Observation", "o1")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((o1.version, o1.deleted), (4, false));
-        assert!(pg.store.read("u", "Observation", "o1").await.unwrap().is_none());
+        assert!(
+            pg.store
+                .read("u", "Observation", "o1")
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
             pg.store.type_counts("t").await.unwrap(),
             vec![("Observation".into(), 1), ("Patient".into(), 2)]
@@ -1245,7 +1364,11 @@ mod tests {
                 group("g", &[("p2", false), ("p3", false)]),
                 obs("o1", "p3", "final"),
             ]);
-            let b3 = vec![del("Observation", "x5"), obs("x5", "p9", "final"), del("Group", "g")];
+            let b3 = vec![
+                del("Observation", "x5"),
+                obs("x5", "p9", "final"),
+                del("Group", "g"),
+            ];
             vec![Ok(b1), Ok(b2), Ok(Vec::new()), Ok(b3)]
         };
         let a = pg
@@ -1260,16 +1383,37 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.per_type["Observation"], 3010);
         let dump = dump_pg(&pg.store).await;
-        assert!(dump.iter().any(|l| l.starts_with("versions|")), "the job keeps versions");
+        assert!(
+            dump.iter().any(|l| l.starts_with("versions|")),
+            "the job keeps versions"
+        );
         assert_eq!(dump, dump_sqlite(&lite));
-        let x5 = pg.store.read("t", "Observation", "x5").await.unwrap().unwrap();
+        let x5 = pg
+            .store
+            .read("t", "Observation", "x5")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(x5.version, 3);
-        let o1 = pg.store.read("t", "Observation", "o1").await.unwrap().unwrap();
+        let o1 = pg
+            .store
+            .read("t", "Observation", "o1")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(o1.version, 4);
         assert_eq!(norm(o1.json.as_deref().unwrap())["meta"]["versionId"], "4");
         let p = pg.store.read("t", "Patient", "p1").await.unwrap().unwrap();
-        let x = pg.store.read("t", "Observation", "x1").await.unwrap().unwrap();
-        assert_eq!(p.last_updated, x.last_updated, "one transaction, one timestamp");
+        let x = pg
+            .store
+            .read("t", "Observation", "x1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            p.last_updated, x.last_updated,
+            "one transaction, one timestamp"
+        );
     }
 
     /// An `Err` in the stream rolls the whole load back; the store goes on working.
@@ -1277,7 +1421,9 @@ mod tests {
     async fn failed_stream_writes_nothing() {
         let Some(pg) = db().await else { return };
         let batches: Vec<crate::Result<Vec<Write>>> = vec![
-            Ok((0..100).map(|i| obs(&format!("o{i}"), "p1", "final")).collect()),
+            Ok((0..100)
+                .map(|i| obs(&format!("o{i}"), "p1", "final"))
+                .collect()),
             Err(StoreError::Invalid("bad line".into())),
             Ok(vec![obs("late", "p1", "final")]),
         ];
@@ -1287,7 +1433,13 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::Invalid(m) if m == "bad line"));
-        assert!(pg.store.read("t", "Observation", "o1").await.unwrap().is_none());
+        assert!(
+            pg.store
+                .read("t", "Observation", "o1")
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(pg.store.type_counts("t").await.unwrap().is_empty());
         let ok = vec![Ok(vec![obs("o1", "p1", "final")])];
         let s = pg
@@ -1297,7 +1449,12 @@ mod tests {
             .unwrap();
         assert_eq!(s.per_type["Observation"], 1);
         assert_eq!(
-            pg.store.read("t", "Observation", "o1").await.unwrap().unwrap().version,
+            pg.store
+                .read("t", "Observation", "o1")
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
             1
         );
     }
@@ -1306,50 +1463,25 @@ mod tests {
     #[tokio::test]
     async fn prune_versions_as_sqlite() {
         let Some(pg) = db().await else { return };
-        pg.store.write("t", vec![obs("o1", "p1", "a")]).await.unwrap();
+        pg.store
+            .write("t", vec![obs("o1", "p1", "a")])
+            .await
+            .unwrap();
         let t = pg_job(&pg.store, "t").await;
-        pg.store.write("t", vec![obs("o1", "p1", "b")]).await.unwrap();
-        pg.store.write("t", vec![obs("o1", "p1", "c")]).await.unwrap();
+        pg.store
+            .write("t", vec![obs("o1", "p1", "b")])
+            .await
+            .unwrap();
+        pg.store
+            .write("t", vec![obs("o1", "p1", "c")])
+            .await
+            .unwrap();
         assert_eq!(pg.store.prune_versions().await.unwrap(), 0);
         let conn = pg.store.pool.get().await.unwrap();
-        conn.execute("UPDATE jobs SET status = 'completed'", &[]).await.unwrap();
+        conn.execute("UPDATE jobs SET status = 'completed'", &[])
+            .await
+            .unwrap();
         assert!(t.0 > 0);
         assert_eq!(pg.store.prune_versions().await.unwrap(), 1);
-    }
-}
-
-#[cfg(test)]
-mod bench_tmp {
-    use super::testing::{db, sqlite};
-    use crate::{Store, Write};
-    use serde_json::json;
-
-    fn batches(n: usize, tag: &str) -> Vec<crate::Result<Vec<Write>>> {
-        (0..n / 1000)
-            .map(|b| {
-                Ok((b * 1000..(b + 1) * 1000)
-                    .map(|i| {
-                        Write::put(json!({"resourceType": "Observation", "id": format!("{:08x}", i * 2654435761usize % (1 << 32)),
-                            "status": "final", "code": {"text": "x".repeat(700)}, "note": tag,
-                            "subject": {"reference": format!("Patient/p{}", i % 1000)}}))
-                        .unwrap()
-                    })
-                    .collect())
-            })
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn bench_load() {
-        let Some(pg) = db().await else { return };
-        let (lite, _d) = sqlite().await;
-        for (name, s) in [("pg", &pg.store as &dyn Store), ("sqlite", &lite as &dyn Store)] {
-            for tag in ["a", "b"] {
-                let b = batches(100_000, tag);
-                let t0 = std::time::Instant::now();
-                s.write_stream("t", Box::pin(futures::stream::iter(b))).await.unwrap();
-                eprintln!("BENCH {name} load {tag} {:?}", t0.elapsed());
-            }
-        }
     }
 }

@@ -1,7 +1,8 @@
 //! Export jobs, units with leases, and their files.
 
 use crate::{
-    FileKind, IdRange, Job, JobFile, JobStatus, NewJob, QueueCounts, Result, StoreError, Unit, UnitKind,
+    FileKind, IdRange, Job, JobFile, JobStatus, NewJob, QueueCounts, Result, StoreError, Unit,
+    UnitKind,
 };
 use fhir_bulk_spec::instant::Instant;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
@@ -28,8 +29,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-const UNIT_COLUMNS: &str =
-    "job_id, seq, resource_type, kind, estimate, status, written, attempts, done_seq, id_from, id_to";
+const UNIT_COLUMNS: &str = "job_id, seq, resource_type, kind, estimate, status, written, attempts, done_seq, id_from, id_to";
 
 fn unit_from_row(r: &Row<'_>) -> rusqlite::Result<Unit> {
     let kind: String = r.get(3)?;

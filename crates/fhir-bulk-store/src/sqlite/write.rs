@@ -18,7 +18,29 @@ pub(super) struct Batch<'a, 'c> {
     keep_versions_upto: Option<i64>,
     /// Change of live resources per type, applied to `type_counts` at the end.
     live_delta: HashMap<String, i64>,
+    /// The JSON of the last put: one buffer for all, not an allocation per resource.
+    json: Vec<u8>,
+    /// Compartment rows of new resources not inserted yet (see [`Pending`]).
+    pending: Pending,
 }
+
+/// Compartment rows waiting to be inserted in key order. Inserted as they came, each row
+/// went to a random place of the primary key (ids are random) and compartment rows cost
+/// as much as the resources themselves; sorted, consecutive rows share B-tree pages. Rows
+/// are flushed before anything else reads or deletes compartment rows, and at the end.
+#[derive(Default)]
+struct Pending {
+    /// type, id and patient of each row, one after the other.
+    text: String,
+    /// Per row: where its type starts and where type, id and patient end in `text`.
+    rows: Vec<(usize, usize, usize, usize)>,
+}
+
+/// Rows buffered before a flush: enough to share pages, few enough to stay small (a few MB).
+const PENDING_ROWS: usize = 32 * 1024;
+
+/// Rows per multi-row INSERT.
+const INSERT_ROWS: usize = 64;
 
 struct Existing {
     version: i64,
@@ -40,14 +62,58 @@ impl<'a, 'c> Batch<'a, 'c> {
             ts_text: ts.to_string(),
             keep_versions_upto,
             live_delta: HashMap::new(),
+            json: Vec::new(),
+            pending: Pending::default(),
         })
     }
 
     /// Applies one write. `want_json` returns the stored JSON in the result (REST answers it).
     pub(super) fn apply(&mut self, write: Write, want_json: bool) -> Result<WriteResult> {
         match write {
-            Write::Put(p) => self.put(*p, want_json),
-            Write::Delete { resource_type, id } => self.delete(resource_type, id),
+            Write::Put(p) => {
+                let (version, created) = self.put(&p)?;
+                let p = *p;
+                Ok(WriteResult {
+                    resource_type: p.resource_type,
+                    id: p.id,
+                    version,
+                    last_updated: self.ts,
+                    created,
+                    existed: !created,
+                    bytes: self.json.len() as u64,
+                    json: want_json.then(|| self.json.clone()),
+                })
+            }
+            Write::Delete { resource_type, id } => {
+                let version = self.delete(&resource_type, &id)?;
+                Ok(WriteResult {
+                    resource_type,
+                    id,
+                    // Nothing live to delete: no tombstone, no new version (deletes are
+                    // idempotent).
+                    version: version.unwrap_or(0),
+                    last_updated: self.ts,
+                    created: false,
+                    existed: version.is_some(),
+                    json: None,
+                    bytes: 0,
+                })
+            }
+        }
+    }
+
+    /// Applies one write of a load, leaving it to the caller (which drops it on another
+    /// thread, see `write_stream`). Returns the bytes of JSON stored.
+    pub(super) fn apply_ref(&mut self, write: &Write) -> Result<u64> {
+        match write {
+            Write::Put(p) => {
+                self.put(p)?;
+                Ok(self.json.len() as u64)
+            }
+            Write::Delete { resource_type, id } => {
+                self.delete(resource_type, id)?;
+                Ok(0)
+            }
         }
     }
 
@@ -87,74 +153,102 @@ impl<'a, 'c> Batch<'a, 'c> {
         Ok(())
     }
 
-    fn put(&mut self, p: PreparedPut, want_json: bool) -> Result<WriteResult> {
+    /// Writes `p` (its JSON is left in `self.json`): (version, created).
+    fn put(&mut self, p: &PreparedPut) -> Result<(i64, bool)> {
         let (rt, id) = (p.resource_type.as_str(), p.id.as_str());
-        let old = self.existing(rt, id)?;
-        let version = old.as_ref().map_or(1, |o| o.version + 1);
-        let created = old.as_ref().is_none_or(|o| o.deleted);
-        if let Some(old) = &old {
-            self.keep_version(rt, id, old)?;
-        }
-        let json = p.json_with_meta(version, &self.ts_text);
-        self.tx
+        // Most puts of a load create: try the insert first, so a new resource costs one
+        // key lookup (inside the insert) instead of a SELECT followed by an upsert.
+        p.write_json_with_meta(&mut self.json, 1, &self.ts_text);
+        let json = &self.json;
+        let inserted = self
+            .tx
             .prepare_cached(
-                "INSERT OR REPLACE INTO resources (tenant, type, id, version, last_updated, deleted, json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+                "INSERT INTO resources (tenant, type, id, version, last_updated, deleted, json)
+                 VALUES (?1, ?2, ?3, 1, ?4, 0, ?5) ON CONFLICT DO NOTHING",
             )?
-            .execute(params![self.tenant, rt, id, version, self.ts.0, json])?;
-
-        if compartment::is_compartment_type(rt) {
-            if old.is_some() {
+            .execute(params![self.tenant, rt, id, self.ts.0, json])?
+            == 1;
+        let (version, created) = if inserted {
+            // New: no compartment, member or search rows can exist for it (they go with
+            // the resource row, which is only ever removed with its tenant).
+            for patient in &p.patients {
+                self.pending.push(rt, id, patient);
+            }
+            let limit = std::env::var("XP_ROWS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(PENDING_ROWS);
+            if self.pending.rows.len() >= limit {
+                self.flush_compartment()?;
+            }
+            if rt == "Group" {
+                self.insert_members(id, &p.members)?;
+            }
+            if rt == "Group" || rt == "Patient" {
+                self.insert_search_values(rt, id, &p.search)?;
+            }
+            (1, true)
+        } else {
+            self.flush_compartment()?;
+            let old = self
+                .existing(rt, id)?
+                .expect("the insert conflicted with this row");
+            let version = old.version + 1;
+            self.keep_version(rt, id, &old)?;
+            p.write_json_with_meta(&mut self.json, version, &self.ts_text);
+            let json = &self.json;
+            // REPLACE (not UPDATE) moves the row to the end of the table, as it always has:
+            // rows of one transaction are exported in the order they were written.
+            self.tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO resources (tenant, type, id, version, last_updated, deleted, json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+                )?
+                .execute(params![self.tenant, rt, id, version, self.ts.0, json])?;
+            if compartment::is_compartment_type(rt) {
                 self.tx
                     .prepare_cached(
                         "DELETE FROM compartment WHERE tenant = ?1 AND type = ?2 AND id = ?3",
                     )?
                     .execute(params![self.tenant, rt, id])?;
+                let mut ins = self.tx.prepare_cached(
+                    "INSERT OR IGNORE INTO compartment (tenant, type, id, patient_id) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for patient in &p.patients {
+                    ins.execute(params![self.tenant, rt, id, patient])?;
+                }
             }
-            let mut ins = self.tx.prepare_cached(
-                "INSERT OR IGNORE INTO compartment (tenant, type, id, patient_id) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for patient in &p.patients {
-                ins.execute(params![self.tenant, rt, id, patient])?;
+            if rt == "Group" {
+                self.replace_members(id, &p.members)?;
             }
-        }
-        if rt == "Group" {
-            self.replace_members(id, &p.members)?;
-        }
-        if rt == "Group" || rt == "Patient" {
-            self.replace_search_values(rt, id, &p.search)?;
-        }
+            if rt == "Group" || rt == "Patient" {
+                self.replace_search_values(rt, id, &p.search)?;
+            }
+            (version, old.deleted)
+        };
         if created {
-            *self.live_delta.entry(rt.to_string()).or_default() += 1;
+            self.count(rt, 1);
         }
-        Ok(WriteResult {
-            resource_type: p.resource_type.clone(),
-            id: p.id.clone(),
-            version,
-            last_updated: self.ts,
-            created,
-            existed: !created,
-            bytes: json.len() as u64,
-            json: want_json.then_some(json),
-        })
+        Ok((version, created))
     }
 
-    fn delete(&mut self, rt: String, id: String) -> Result<WriteResult> {
-        let old = self.existing(&rt, &id)?;
+    /// Adds `delta` to the live count of `rt` (allocating only for a type's first write).
+    fn count(&mut self, rt: &str, delta: i64) {
+        match self.live_delta.get_mut(rt) {
+            Some(n) => *n += delta,
+            None => {
+                self.live_delta.insert(rt.to_string(), delta);
+            }
+        }
+    }
+
+    /// Deletes `rt/id`: the tombstone's version, or `None` when nothing live was there.
+    fn delete(&mut self, rt: &str, id: &str) -> Result<Option<i64>> {
+        let old = self.existing(rt, id)?;
         let Some(old) = old.filter(|o| !o.deleted) else {
-            // Nothing live to delete: no tombstone, no new version (deletes are idempotent).
-            return Ok(WriteResult {
-                resource_type: rt,
-                id,
-                version: 0,
-                last_updated: self.ts,
-                created: false,
-                existed: false,
-                json: None,
-                bytes: 0,
-            });
+            return Ok(None);
         };
-        self.keep_version(&rt, &id, &old)?;
+        self.keep_version(rt, id, &old)?;
         let version = old.version + 1;
         self.tx
             .prepare_cached(
@@ -164,28 +258,23 @@ impl<'a, 'c> Batch<'a, 'c> {
             .execute(params![self.tenant, rt, id, version, self.ts.0])?;
         // Compartment rows stay: Patient/Group exports report the tombstone (T3).
         if rt == "Group" {
-            self.replace_members(&id, &[])?;
+            self.replace_members(id, &[])?;
         }
         if rt == "Group" || rt == "Patient" {
-            self.replace_search_values(&rt, &id, &[])?;
+            self.replace_search_values(rt, id, &[])?;
         }
-        *self.live_delta.entry(rt.clone()).or_default() -= 1;
-        Ok(WriteResult {
-            resource_type: rt,
-            id,
-            version,
-            last_updated: self.ts,
-            created: false,
-            existed: true,
-            json: None,
-            bytes: 0,
-        })
+        self.count(rt, -1);
+        Ok(Some(version))
     }
 
     fn replace_members(&self, group_id: &str, members: &[(String, String)]) -> Result<()> {
         self.tx
             .prepare_cached("DELETE FROM group_members WHERE tenant = ?1 AND group_id = ?2")?
             .execute(params![self.tenant, group_id])?;
+        self.insert_members(group_id, members)
+    }
+
+    fn insert_members(&self, group_id: &str, members: &[(String, String)]) -> Result<()> {
         let mut ins = self.tx.prepare_cached(
             "INSERT OR IGNORE INTO group_members (tenant, group_id, member_type, member_id)
              VALUES (?1, ?2, ?3, ?4)",
@@ -202,6 +291,10 @@ impl<'a, 'c> Batch<'a, 'c> {
                 "DELETE FROM search_values WHERE tenant = ?1 AND type = ?2 AND id = ?3",
             )?
             .execute(params![self.tenant, rt, id])?;
+        self.insert_search_values(rt, id, values)
+    }
+
+    fn insert_search_values(&self, rt: &str, id: &str, values: &[(&str, String)]) -> Result<()> {
         let mut ins = self.tx.prepare_cached(
             "INSERT OR IGNORE INTO search_values (tenant, type, id, param, value) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
@@ -211,8 +304,49 @@ impl<'a, 'c> Batch<'a, 'c> {
         Ok(())
     }
 
-    /// Applies the live counts. Call once, before commit.
-    pub(super) fn finish(self) -> Result<()> {
+    /// Inserts the pending compartment rows, in key order.
+    fn flush_compartment(&mut self) -> Result<()> {
+        let Pending { text, rows } = &mut self.pending;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let key =
+            |&(s, t, i, p): &(usize, usize, usize, usize)| (&text[s..t], &text[t..i], &text[i..p]);
+        match std::env::var("XP_SORT").as_deref() {
+            Ok("none") => {}
+            Ok("patient") => rows.sort_by(|a, b| {
+                let (ka, kb) = (key(a), key(b));
+                (ka.2, ka.0, ka.1).cmp(&(kb.2, kb.0, kb.1))
+            }),
+            _ => rows.sort_unstable_by(|a, b| key(a).cmp(&key(b))),
+        }
+        let mut chunks = rows.chunks_exact(INSERT_ROWS);
+        let mut many = self
+            .tx
+            .prepare_cached(&insert_compartment_sql(INSERT_ROWS))?;
+        for chunk in chunks.by_ref() {
+            many.raw_bind_parameter(1, self.tenant)?;
+            for (n, row) in chunk.iter().enumerate() {
+                let (t, i, p) = key(row);
+                many.raw_bind_parameter(2 + 3 * n, t)?;
+                many.raw_bind_parameter(3 + 3 * n, i)?;
+                many.raw_bind_parameter(4 + 3 * n, p)?;
+            }
+            many.raw_execute()?;
+        }
+        let mut one = self.tx.prepare_cached(&insert_compartment_sql(1))?;
+        for row in chunks.remainder() {
+            let (t, i, p) = key(row);
+            one.execute(params![self.tenant, t, i, p])?;
+        }
+        text.clear();
+        rows.clear();
+        Ok(())
+    }
+
+    /// Applies the pending compartment rows and the live counts. Call once, before commit.
+    pub(super) fn finish(mut self) -> Result<()> {
+        self.flush_compartment()?;
         let mut st = self.tx.prepare_cached(
             "INSERT INTO type_counts (tenant, type, live) VALUES (?1, ?2, ?3)
              ON CONFLICT (tenant, type) DO UPDATE SET live = live + excluded.live",
@@ -224,6 +358,36 @@ impl<'a, 'c> Batch<'a, 'c> {
         }
         Ok(())
     }
+}
+
+impl Pending {
+    fn push(&mut self, rt: &str, id: &str, patient: &str) {
+        let start = self.text.len();
+        self.text.push_str(rt);
+        let t = self.text.len();
+        self.text.push_str(id);
+        let i = self.text.len();
+        self.text.push_str(patient);
+        self.rows.push((start, t, i, self.text.len()));
+    }
+}
+
+/// `INSERT OR IGNORE` of `rows` compartment rows: tenant `?1`, then type, id, patient.
+fn insert_compartment_sql(rows: usize) -> String {
+    let mut sql =
+        String::from("INSERT OR IGNORE INTO compartment (tenant, type, id, patient_id) VALUES ");
+    for n in 0..rows {
+        if n > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!(
+            "(?1, ?{}, ?{}, ?{})",
+            2 + 3 * n,
+            3 + 3 * n,
+            4 + 3 * n
+        ));
+    }
+    sql
 }
 
 /// Deletes superseded versions no running export can need: those superseded at or before
