@@ -15,6 +15,10 @@
 //!     cargo nextest run -p fhir-bulk-store -p fhir-bulk-server -p fhir-bulk  # PostgreSQL
 //! ```
 
+mod moto;
+
+pub use moto::MotoServer;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -11,60 +11,24 @@ use fhir_bulk_server::sink::{S3Sink, Sink};
 use futures::TryStreamExt;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A `moto_server` child process, killed on drop.
+/// The test's S3 server, with what these tests ask of it.
 struct Moto {
-    child: Child,
+    server: fhir_bulk_testkit::MotoServer,
     endpoint: String,
 }
 
 impl Moto {
-    /// Starts moto on a free port; `None` (the test is skipped) only when `moto_server` is
-    /// not installed.
+    /// `None` (the test is skipped) only when `moto_server` is not installed.
     async fn start() -> Option<Moto> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = match Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!(
-                    "SKIPPED: moto_server is not installed (pip install 'moto[server]'); the S3 sink was not tested"
-                );
-                return None;
-            }
-            other => other.expect("starting moto_server"),
-        };
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        for _ in 0..300 {
-            if http().get(&moto.endpoint).send().await.is_ok() {
-                return Some(moto);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("moto_server did not answer on {} in 30 s", moto.endpoint);
+        let server = fhir_bulk_testkit::MotoServer::start().await?;
+        let endpoint = server.endpoint().to_string();
+        Some(Moto { server, endpoint })
     }
 
-    /// Creates a bucket (moto takes unsigned requests).
     async fn create_bucket(&self, bucket: &str) {
-        let r = http()
-            .put(format!("{}/{bucket}", self.endpoint))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "create bucket: {}", r.status());
+        self.server.create_bucket(bucket).await
     }
 
     /// The output config of a bucket and prefix on this server.
@@ -103,13 +67,6 @@ impl Moto {
             .await
             .unwrap();
         xml_values(&xml, "Key")
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,7 +1,7 @@
 //! Applying writes inside one writer transaction.
 
 use crate::resource::PreparedPut;
-use crate::{Result, Write, WriteResult};
+use crate::{Result, StoreError, Write, WriteResult};
 use fhir_bulk_spec::{compartment, instant::Instant};
 use rusqlite::{OptionalExtension, Transaction, params};
 use std::collections::HashMap;
@@ -24,10 +24,11 @@ pub(super) struct Batch<'a, 'c> {
     pending: Pending,
 }
 
-/// Compartment rows waiting to be inserted in key order. Inserted as they came, each row
-/// went to a random place of the primary key (ids are random) and compartment rows cost
-/// as much as the resources themselves; sorted, consecutive rows share B-tree pages. Rows
-/// are flushed before anything else reads or deletes compartment rows, and at the end.
+/// Compartment rows of new resources, waiting to be inserted. One statement per row, each
+/// at a random place of the primary key (ids are random), cost nearly half of a load
+/// (10,000 patients: 77k resources/s, 136k without compartment rows); buffered, sorted by
+/// key and inserted 64 to a statement, rows share B-tree pages and statements (+12%).
+/// Flushed before anything reads or deletes compartment rows, and at the end.
 #[derive(Default)]
 struct Pending {
     /// type, id and patient of each row, one after the other.
@@ -174,11 +175,7 @@ impl<'a, 'c> Batch<'a, 'c> {
             for patient in &p.patients {
                 self.pending.push(rt, id, patient);
             }
-            let limit = std::env::var("XP_ROWS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(PENDING_ROWS);
-            if self.pending.rows.len() >= limit {
+            if self.pending.rows.len() >= PENDING_ROWS {
                 self.flush_compartment()?;
             }
             if rt == "Group" {
@@ -190,9 +187,9 @@ impl<'a, 'c> Batch<'a, 'c> {
             (1, true)
         } else {
             self.flush_compartment()?;
-            let old = self
-                .existing(rt, id)?
-                .expect("the insert conflicted with this row");
+            let old = self.existing(rt, id)?.ok_or_else(|| {
+                StoreError::Database(format!("{rt}/{id} conflicted but is not there"))
+            })?;
             let version = old.version + 1;
             self.keep_version(rt, id, &old)?;
             p.write_json_with_meta(&mut self.json, version, &self.ts_text);
@@ -312,14 +309,7 @@ impl<'a, 'c> Batch<'a, 'c> {
         }
         let key =
             |&(s, t, i, p): &(usize, usize, usize, usize)| (&text[s..t], &text[t..i], &text[i..p]);
-        match std::env::var("XP_SORT").as_deref() {
-            Ok("none") => {}
-            Ok("patient") => rows.sort_by(|a, b| {
-                let (ka, kb) = (key(a), key(b));
-                (ka.2, ka.0, ka.1).cmp(&(kb.2, kb.0, kb.1))
-            }),
-            _ => rows.sort_unstable_by(|a, b| key(a).cmp(&key(b))),
-        }
+        rows.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
         let mut chunks = rows.chunks_exact(INSERT_ROWS);
         let mut many = self
             .tx

@@ -2,4 +2,5 @@
 
 mod client_e2e;
 mod crash;
+mod multinode;
 mod support;
