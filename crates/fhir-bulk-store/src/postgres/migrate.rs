@@ -94,14 +94,14 @@ mod tests {
     /// Nodes starting at once apply each migration once; a restart applies nothing.
     #[tokio::test]
     async fn concurrent_starts_migrate_once() {
-        let Some(schema) = Schema::new().await else {
+        let Some(schema) = Schema::new() else {
             return;
         };
-        let starts = (0..4).map(|_| PgStore::connect(&schema.url));
+        let starts = (0..4).map(|_| PgStore::connect(schema.url()));
         for s in futures::future::join_all(starts).await {
             s.unwrap();
         }
-        let s = PgStore::connect(&schema.url).await.unwrap();
+        let s = PgStore::connect(schema.url()).await.unwrap();
         let conn = s.pool.get().await.unwrap();
         let rows = conn
             .query(
@@ -133,10 +133,10 @@ mod tests {
     /// A database migrated by a newer build is refused, not downgraded.
     #[tokio::test]
     async fn newer_schema_is_refused() {
-        let Some(schema) = Schema::new().await else {
+        let Some(schema) = Schema::new() else {
             return;
         };
-        let s = PgStore::connect(&schema.url).await.unwrap();
+        let s = PgStore::connect(schema.url()).await.unwrap();
         s.pool
             .get()
             .await
@@ -147,7 +147,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let e = PgStore::connect(&schema.url)
+        let e = PgStore::connect(schema.url())
             .await
             .err()
             .unwrap()

@@ -477,7 +477,6 @@ mod tests {
     use fhir_bulk_spec::instant::Instant;
     use futures::StreamExt;
     use serde_json::{Value, json};
-    use std::collections::BTreeSet;
 
     fn put(v: Value) -> Write {
         Write::put(v).unwrap()
@@ -490,148 +489,11 @@ mod tests {
         )
     }
 
-    fn scan(resource_type: &str, until: Instant, scope: PatientScope) -> ExportScan {
-        ExportScan {
-            tenant: "t".into(),
-            resource_type: resource_type.into(),
-            since: None,
-            until,
-            scope,
-            ids: crate::IdRange::all(),
-        }
-    }
-
     async fn chunks(s: &dyn Store, scan: ExportScan, chunk_bytes: usize) -> Vec<ExportChunk> {
         s.export(scan, chunk_bytes)
             .map(|c| c.unwrap())
             .collect()
             .await
-    }
-
-    /// A system scan returns exactly the stored bytes of every live resource, once, in
-    /// chunks of whole lines of about `chunk_bytes`.
-    #[tokio::test]
-    async fn system_export_is_what_was_written() {
-        let Some(pg) = db().await else { return };
-        let s = &pg.store;
-        let writes: Vec<Write> = (0..3000)
-            .map(|i| {
-                // Rows of very different sizes, so fetches resize.
-                let pad = "x".repeat(if i % 100 == 0 { 50_000 } else { i % 300 });
-                put(json!({"resourceType": "Observation", "id": format!("o{i}"),
-                    "status": "final", "code": {"text": pad}}))
-            })
-            .collect();
-        let batches = writes
-            .chunks(700)
-            .map(|b| Ok(b.to_vec()))
-            .collect::<Vec<_>>();
-        s.write_stream("t", Box::pin(futures::stream::iter(batches)))
-            .await
-            .unwrap();
-        s.write("t", vec![Write::delete("Observation", "o7").unwrap()])
-            .await
-            .unwrap();
-        let ts = s
-            .read("t", "Observation", "o7")
-            .await
-            .unwrap()
-            .unwrap()
-            .last_updated;
-
-        let got = chunks(s, scan("Observation", ts, PatientScope::All), 64 * 1024).await;
-        assert!(got.len() > 10);
-        for c in &got[..got.len() - 1] {
-            assert!(c.bytes.len() >= 64 * 1024 && c.bytes.len() < 64 * 1024 + 51_000);
-        }
-        let mut seen = BTreeSet::new();
-        for c in &got {
-            for line in c.bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                assert!(seen.insert(line.to_vec()), "no line twice");
-            }
-        }
-        let mut want = BTreeSet::new();
-        for i in (0..3000).filter(|i| *i != 7) {
-            let r = s
-                .read("t", "Observation", &format!("o{i}"))
-                .await
-                .unwrap()
-                .unwrap();
-            want.insert(r.json.unwrap());
-        }
-        assert_eq!(seen, want);
-        assert!(
-            chunks(s, scan("Patient", ts, PatientScope::All), 1024)
-                .await
-                .is_empty()
-        );
-        let mut since = scan("Observation", ts, PatientScope::All);
-        since.since = Some(ts);
-        assert!(chunks(s, since, 1024).await.is_empty());
-        let deleted: Vec<(String, String)> = s
-            .export_deleted(scan("Observation", ts, PatientScope::All))
-            .flat_map(|b| futures::stream::iter(b.unwrap()))
-            .collect()
-            .await;
-        assert_eq!(deleted, vec![("Observation".into(), "o7".into())]);
-        // A dropped reader ends the scan and gives its connection back.
-        for _ in 0..40 {
-            let mut st = s.export(scan("Observation", ts, PatientScope::All), 1024);
-            assert!(st.next().await.unwrap().is_ok());
-        }
-        assert_eq!(
-            s.type_counts("t").await.unwrap(),
-            vec![("Observation".into(), 2999)]
-        );
-    }
-
-    /// Updates, deletes and creates committed while a scan runs change nothing it returns:
-    /// every resource exactly once, as it was at transactionTime.
-    #[tokio::test]
-    async fn concurrent_updates_neither_duplicate_nor_gap() {
-        let Some(pg) = db().await else { return };
-        let s = pg.store.clone();
-        let n = 2000;
-        let all: Vec<Write> = (0..n).map(|i| obs(&format!("o{i}"), "p1", "v1")).collect();
-        s.write_stream("t", Box::pin(futures::stream::iter(vec![Ok(all)])))
-            .await
-            .unwrap();
-        let t = pg_job(&s, "t").await;
-
-        let mut stream = s.export(scan("Observation", t, PatientScope::AnyPatient), 8 * 1024);
-        let first = stream.next().await.unwrap().unwrap();
-        // Rewrite everything (new versions, deletes, new ids) while the cursor is open.
-        for part in 0..10 {
-            let mut writes: Vec<Write> = (part * n / 10..(part + 1) * n / 10)
-                .map(|i| {
-                    if i % 37 == 0 {
-                        Write::delete("Observation", &format!("o{i}")).unwrap()
-                    } else {
-                        obs(&format!("o{i}"), "p1", "v2")
-                    }
-                })
-                .collect();
-            writes.push(obs(&format!("new{part}"), "p1", "v2"));
-            s.write("t", writes).await.unwrap();
-        }
-        let mut got = vec![first];
-        while let Some(c) = stream.next().await {
-            got.push(c.unwrap());
-        }
-        assert!(got.len() > 10, "most rows were read after the updates");
-        let check = |got: &[ExportChunk]| {
-            let got = lines(got);
-            let ids: BTreeSet<String> = got.iter().map(|v| v["id"].to_string()).collect();
-            assert_eq!(ids.len(), got.len(), "no duplicates");
-            assert_eq!(got.len(), n, "no gaps");
-            assert!(
-                got.iter()
-                    .all(|v| v["status"] == "v1" && v["meta"]["versionId"] == "1")
-            );
-        };
-        check(&got);
-        // A scan started after the updates reads the same snapshot from kept versions.
-        check(&chunks(&s, scan("Observation", t, PatientScope::All), 8 * 1024).await);
     }
 
     /// A set of resources in several compartments, Groups and tombstones, written to both

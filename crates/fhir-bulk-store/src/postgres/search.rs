@@ -37,56 +37,20 @@ pub(super) async fn search(pool: &Pool, tenant: &str, q: SearchQuery) -> Result<
         Box::new(tenant.to_string()),
         Box::new(q.resource_type.clone()),
     ];
-    let bind = |p: &mut Vec<Box<dyn ToSql + Sync + Send>>, v: String| {
-        p.push(Box::new(v));
-        format!("${}", p.len())
-    };
     let mut sql =
         String::from("FROM resources r WHERE r.tenant = $1 AND r.type = $2 AND NOT r.deleted");
     if !q.ids.is_empty() {
-        let slot = {
-            p.push(Box::new(q.ids.clone()));
-            format!("${}", p.len())
-        };
-        sql += &format!(" AND r.id = ANY({slot}::text[])");
+        p.push(Box::new(q.ids.clone()));
+        sql += &format!(" AND r.id = ANY(${}::text[])", p.len());
     }
-    if !q.identifiers.is_empty() {
-        let alts: Vec<String> = q
-            .identifiers
-            .iter()
-            .map(|(system, value)| match system {
-                Some(s) => format!(
-                    "(s.param = 'identifier' AND s.value = {})",
-                    bind(&mut p, format!("{s}|{value}"))
-                ),
-                None => format!(
-                    "(s.param = 'identifier:value' AND s.value = {})",
-                    bind(&mut p, value.clone())
-                ),
-            })
-            .collect();
-        sql += &format!(
-            " AND EXISTS (SELECT 1 FROM search_values s WHERE s.tenant = r.tenant AND s.type = r.type
-               AND s.id = r.id AND ({}))",
-            alts.join(" OR ")
-        );
-    }
-    if !q.names.is_empty() {
-        let alts: Vec<String> = q
-            .names
-            .iter()
-            .map(|n| {
-                let n = n.to_lowercase();
-                let len = n.chars().count();
-                format!("substr(s.value, 1, {len}) = {}", bind(&mut p, n))
-            })
-            .collect();
-        sql += &format!(
-            " AND EXISTS (SELECT 1 FROM search_values s WHERE s.tenant = r.tenant AND s.type = r.type
-               AND s.id = r.id AND s.param = 'name' AND ({}))",
-            alts.join(" OR ")
-        );
-    }
+    let first = p.len() + 1;
+    let (criteria, values) = crate::search::value_criteria(&q, |i| format!("${}", first + i));
+    sql += &criteria;
+    p.extend(
+        values
+            .into_iter()
+            .map(|v| Box::new(v) as Box<dyn ToSql + Sync + Send>),
+    );
     let params: Vec<&(dyn ToSql + Sync)> = p.iter().map(|b| &**b as _).collect();
     let conn = pool.get().await?;
     let total: i64 = conn

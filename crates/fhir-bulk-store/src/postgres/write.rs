@@ -906,83 +906,59 @@ pub(super) mod testing {
     use crate::sqlite::SqliteStore;
     use crate::{NewJob, NewUnit, Store, UnitKind};
     use fhir_bulk_spec::instant::Instant;
+    use fhir_bulk_testkit::TestDatabase;
     use serde_json::Value;
-    use tokio_postgres::NoTls;
 
-    /// A schema of its own in FHIR_BULK_TEST_DATABASE, dropped with this value.
+    /// A schema of its own from the testkit (dropped with this value), when the run is on
+    /// PostgreSQL (`FHIR_BULK_TEST_DATABASE=postgres://…`).
     pub(crate) struct Schema {
-        base: String,
-        name: String,
-        /// The URL whose connections use the schema.
-        pub(crate) url: String,
+        db: TestDatabase,
+        _dir: tempfile::TempDir,
     }
 
     impl Schema {
-        /// `None` (the test is skipped) without FHIR_BULK_TEST_DATABASE.
-        pub(crate) async fn new() -> Option<Schema> {
-            let Ok(base) = std::env::var("FHIR_BULK_TEST_DATABASE") else {
-                eprintln!("skipped: FHIR_BULK_TEST_DATABASE is not set");
+        /// `None` (the test is skipped, saying so) when the run is not on PostgreSQL.
+        pub(crate) fn new() -> Option<Schema> {
+            if fhir_bulk_testkit::backend() != "postgres" {
+                eprintln!(
+                    "skipped: a PostgreSQL-only test; set {}=postgres://… to run it",
+                    fhir_bulk_testkit::DATABASE_ENV
+                );
                 return None;
-            };
-            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let (client, conn) = tokio_postgres::connect(&base, NoTls)
-                .await
-                .expect("FHIR_BULK_TEST_DATABASE answers");
-            tokio::spawn(conn);
-            client
-                .batch_execute(&format!("CREATE SCHEMA {name}"))
+            }
+            let dir = tempfile::tempdir().unwrap();
+            Some(Schema {
+                db: TestDatabase::new(dir.path()),
+                _dir: dir,
+            })
+        }
+
+        /// The URL whose connections use the schema.
+        pub(crate) fn url(&self) -> &str {
+            self.db.database()
+        }
+
+        /// A plain connection to the schema, for what the trait cannot do.
+        pub(crate) async fn sql(&self) -> tokio_postgres::Client {
+            let (client, conn) = tokio_postgres::connect(self.url(), tokio_postgres::NoTls)
                 .await
                 .unwrap();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            // The application name finds the schema's sessions again when it is dropped.
-            let url = format!("{base}{sep}options=-csearch_path%3D{name}&application_name={name}");
-            Some(Schema { base, name, url })
-        }
-    }
-
-    impl Drop for Schema {
-        fn drop(&mut self) {
-            let (base, name) = (self.base.clone(), self.name.clone());
-            // Drop runs outside the test's runtime: a short-lived one on its own thread.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
-                rt.block_on(async {
-                    let (client, conn) = tokio_postgres::connect(&base, NoTls).await.ok()?;
-                    tokio::spawn(conn);
-                    // Sessions of the test may still be open (the test's runtime, which
-                    // would close them, is blocked on this drop).
-                    client
-                        .batch_execute(&format!(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                               WHERE application_name = '{name}';
-                             SET lock_timeout = '10s';
-                             DROP SCHEMA IF EXISTS {name} CASCADE"
-                        ))
-                        .await
-                        .ok()
-                })
-            })
-            .join();
+            tokio::spawn(conn);
+            client
         }
     }
 
     /// A migrated PgStore in a schema of its own.
     pub(crate) struct TestDb {
         pub(crate) store: PgStore,
-        _schema: Schema,
+        pub(crate) schema: Schema,
     }
 
-    /// A store in a fresh schema; `None` (test skipped) without FHIR_BULK_TEST_DATABASE.
+    /// A store in a fresh schema; `None` (test skipped) unless the run is on PostgreSQL.
     pub(crate) async fn db() -> Option<TestDb> {
-        let schema = Schema::new().await?;
-        let store = PgStore::connect(&schema.url).await.unwrap();
-        Some(TestDb {
-            store,
-            _schema: schema,
-        })
+        let schema = Schema::new()?;
+        let store = PgStore::connect(schema.url()).await.unwrap();
+        Some(TestDb { store, schema })
     }
 
     /// A SQLite store to compare with (the reference semantics).
@@ -1186,7 +1162,7 @@ pub(super) mod testing {
 #[cfg(test)]
 mod tests {
     use super::testing::{db, dump_pg, dump_sqlite, norm, pg_job, sqlite, sqlite_job};
-    use crate::{Store, StoreError, Write, WriteResult};
+    use crate::{Store, Write, WriteResult};
     use serde_json::{Value, json};
 
     fn put(v: Value) -> Write {
@@ -1413,49 +1389,6 @@ mod tests {
         assert_eq!(
             p.last_updated, x.last_updated,
             "one transaction, one timestamp"
-        );
-    }
-
-    /// An `Err` in the stream rolls the whole load back; the store goes on working.
-    #[tokio::test]
-    async fn failed_stream_writes_nothing() {
-        let Some(pg) = db().await else { return };
-        let batches: Vec<crate::Result<Vec<Write>>> = vec![
-            Ok((0..100)
-                .map(|i| obs(&format!("o{i}"), "p1", "final"))
-                .collect()),
-            Err(StoreError::Invalid("bad line".into())),
-            Ok(vec![obs("late", "p1", "final")]),
-        ];
-        let e = pg
-            .store
-            .write_stream("t", Box::pin(futures::stream::iter(batches)))
-            .await
-            .unwrap_err();
-        assert!(matches!(e, StoreError::Invalid(m) if m == "bad line"));
-        assert!(
-            pg.store
-                .read("t", "Observation", "o1")
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(pg.store.type_counts("t").await.unwrap().is_empty());
-        let ok = vec![Ok(vec![obs("o1", "p1", "final")])];
-        let s = pg
-            .store
-            .write_stream("t", Box::pin(futures::stream::iter(ok)))
-            .await
-            .unwrap();
-        assert_eq!(s.per_type["Observation"], 1);
-        assert_eq!(
-            pg.store
-                .read("t", "Observation", "o1")
-                .await
-                .unwrap()
-                .unwrap()
-                .version,
-            1
         );
     }
 

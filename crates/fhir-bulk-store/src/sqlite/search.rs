@@ -10,51 +10,21 @@ pub(super) fn search(c: &Connection, tenant: &str, q: &SearchQuery) -> Result<Se
         SqlValue::Text(tenant.into()),
         SqlValue::Text(q.resource_type.clone()),
     ];
-    let bind = |p: &mut Vec<SqlValue>, v: String| {
-        p.push(SqlValue::Text(v));
-        format!("?{}", p.len())
-    };
     if !q.ids.is_empty() {
-        let slots: Vec<String> = q.ids.iter().map(|i| bind(&mut p, i.clone())).collect();
+        let slots: Vec<String> = q
+            .ids
+            .iter()
+            .map(|i| {
+                p.push(SqlValue::Text(i.clone()));
+                format!("?{}", p.len())
+            })
+            .collect();
         sql += &format!(" AND r.id IN ({})", slots.join(", "));
     }
-    if !q.identifiers.is_empty() {
-        let alts: Vec<String> = q
-            .identifiers
-            .iter()
-            .map(|(system, value)| match system {
-                Some(s) => format!(
-                    "(s.param = 'identifier' AND s.value = {})",
-                    bind(&mut p, format!("{s}|{value}"))
-                ),
-                None => format!(
-                    "(s.param = 'identifier:value' AND s.value = {})",
-                    bind(&mut p, value.clone())
-                ),
-            })
-            .collect();
-        sql += &format!(
-            " AND EXISTS (SELECT 1 FROM search_values s WHERE s.tenant = r.tenant AND s.type = r.type
-               AND s.id = r.id AND ({}))",
-            alts.join(" OR ")
-        );
-    }
-    if !q.names.is_empty() {
-        let alts: Vec<String> = q
-            .names
-            .iter()
-            .map(|n| {
-                let n = n.to_lowercase();
-                let len = n.chars().count();
-                format!("substr(s.value, 1, {len}) = {}", bind(&mut p, n))
-            })
-            .collect();
-        sql += &format!(
-            " AND EXISTS (SELECT 1 FROM search_values s WHERE s.tenant = r.tenant AND s.type = r.type
-               AND s.id = r.id AND s.param = 'name' AND ({}))",
-            alts.join(" OR ")
-        );
-    }
+    let first = p.len() + 1;
+    let (criteria, values) = crate::search::value_criteria(q, |i| format!("?{}", first + i));
+    sql += &criteria;
+    p.extend(values.into_iter().map(SqlValue::Text));
     let total: i64 = c.query_row(
         &format!("SELECT count(*) {sql}"),
         rusqlite::params_from_iter(p.iter()),
