@@ -25,7 +25,7 @@ fn main() -> Result<()> {
         ["bench", rest @ ..] => bench_cmd(rest),
         ["bench-nodes", rest @ ..] => bench_nodes_cmd(rest),
         _ => bail!(
-            "usage: cargo xtask gen [--check] | cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE] [--only SCENARIOS] [--reuse] [--bin FILE] | cargo xtask bench-nodes [--patients N | --data DIR] [--database URL] [--nodes 1,2,3] [--workers N]"
+            "usage: cargo xtask gen [--check] | cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE] [--only SCENARIOS] [--reuse] [--bin FILE] | cargo xtask bench-nodes [--patients N | --data DIR] [--database URL] [--nodes 1,2,3] [--workers N] [--reuse]"
         ),
     }
 }
@@ -104,6 +104,7 @@ fn bench_nodes_cmd(args: &[&str]) -> Result<()> {
         workers: 2,
         dir: std::env::temp_dir().join("fhir-bulk-bench-nodes"),
         json_out: workspace.join("target/bench-nodes.json"),
+        reuse: false,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -125,6 +126,7 @@ fn bench_nodes_cmd(args: &[&str]) -> Result<()> {
             "--workers" => opts.workers = value()?.parse()?,
             "--dir" => opts.dir = value()?.into(),
             "--json" => opts.json_out = value()?.into(),
+            "--reuse" => opts.reuse = true,
             other => bail!("unknown bench-nodes option {other}"),
         }
     }

@@ -9,6 +9,12 @@ mod cmd;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: glibc gives each thread that allocates its own arena
+/// and rarely returns their free pages, so the server's RSS grew with the number of threads
+/// that had touched export buffers (#8: 161 MB at 100,000 patients, 99 MB with two arenas).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// FHIR Bulk Data Access ($export) server and client.
 #[derive(Parser)]
 #[command(name = "fhir-bulk", version, about, propagate_version = true)]

@@ -330,12 +330,19 @@ fn run_client(bin: &Path, base: &str, dir: &Path) -> Result<ClientRun> {
 }
 
 /// Seconds for `curl` to fetch `urls` to /dev/null with `parallel` processes at a time
-/// (`xargs -P`), or one `curl` for all of them when `parallel` is 1.
-fn curl_fetch(urls: &[String], parallel: usize) -> Result<f64> {
+/// (`xargs -P`), or one `curl` for all of them when `parallel` is 1. With `compressed`,
+/// curl asks for gzip and inflates it, as our client does (F4), so the server does the same
+/// work for both.
+fn curl_fetch(urls: &[String], parallel: usize, compressed: bool) -> Result<f64> {
+    let flags: &[&str] = if compressed {
+        &["-s", "-f", "--compressed"]
+    } else {
+        &["-s", "-f"]
+    };
     let started = Instant::now();
     let ok = if parallel <= 1 {
         let mut c = Command::new("curl");
-        c.args(["-s", "-f"]);
+        c.args(flags);
         for u in urls {
             c.args(["-o", "/dev/null", u]);
         }
@@ -343,17 +350,9 @@ fn curl_fetch(urls: &[String], parallel: usize) -> Result<f64> {
     } else {
         use std::io::Write;
         let mut child = Command::new("xargs")
-            .args([
-                "-P",
-                &parallel.to_string(),
-                "-n",
-                "1",
-                "curl",
-                "-s",
-                "-f",
-                "-o",
-                "/dev/null",
-            ])
+            .args(["-P", &parallel.to_string(), "-n", "1", "curl"])
+            .args(flags)
+            .args(["-o", "/dev/null"])
             .stdin(Stdio::piped())
             .spawn()?;
         {
@@ -404,20 +403,26 @@ pub fn client_download(
         "peak_rss_kb": c.rss_kb,
     });
     if have("curl") && have("xargs") {
-        let seq = curl_fetch(&c.urls, 1)?;
-        let par = curl_fetch(&c.urls, CLIENT_PARALLEL)?;
+        let seq = curl_fetch(&c.urls, 1, false)?;
+        let par = curl_fetch(&c.urls, CLIENT_PARALLEL, false)?;
+        let gz = curl_fetch(&c.urls, CLIENT_PARALLEL, true)?;
+        // Ratios are throughput ratios: client MB/s over curl's MB/s (1.0 = as fast).
         text.push_str(&format!(
-            "; curl sequential {seq:.2} s ({:.0} MB/s, client {:.1}x), curl -P{CLIENT_PARALLEL} {par:.2} s ({:.0} MB/s, client {:.1}x)",
+            "; curl sequential {seq:.2} s ({:.0} MB/s, client {:.2}x), curl -P{CLIENT_PARALLEL} {par:.2} s ({:.0} MB/s, client {:.2}x), curl -P{CLIENT_PARALLEL} --compressed {gz:.2} s ({:.0} MB/s, client {:.2}x)",
             c.bytes as f64 / 1e6 / seq,
-            c.download / seq,
+            seq / c.download,
             c.bytes as f64 / 1e6 / par,
-            c.download / par,
+            par / c.download,
+            c.bytes as f64 / 1e6 / gz,
+            gz / c.download,
         ));
         j["curl_sequential_seconds"] = json!(seq);
         j["curl_parallel_seconds"] = json!(par);
+        j["curl_parallel_compressed_seconds"] = json!(gz);
         j["curl_parallel"] = json!(CLIENT_PARALLEL);
-        j["ratio_to_curl_sequential"] = json!(c.download / seq);
-        j["ratio_to_curl_parallel"] = json!(c.download / par);
+        j["throughput_ratio_to_curl_sequential"] = json!(seq / c.download);
+        j["throughput_ratio_to_curl_parallel"] = json!(par / c.download);
+        j["throughput_ratio_to_curl_parallel_compressed"] = json!(gz / c.download);
     } else {
         text.push_str("; curl comparison skipped (curl or xargs not found)");
         j["curl_skipped"] = json!(true);
