@@ -110,6 +110,8 @@ pub fn run(workspace: &Path, opts: NodesOptions) -> Result<()> {
             pids.iter().map(|p| process_cpu(*p)).sum::<f64>(),
         );
         drop(servers);
+        // The files are not needed any more, and at 100,000 patients each run leaves 5.6 GB.
+        let _ = std::fs::remove_dir_all(&out);
         // Where the CPU went: the machine's busy time over the export, the nodes' own share,
         // and the rest (PostgreSQL, when it runs here).
         let (busy, nodes_cpu) = (machine1.0 - machine0.0, nodes1 - nodes0);

@@ -44,9 +44,11 @@ pub(super) async fn migrate(conn: &mut deadpool_postgres::Object) -> Result<()> 
             &[&LOCK_CLASS],
         )
         .await?;
-        // Under the lock, so two nodes never race on creating it.
+        // Under the lock, so two nodes never race on creating it. `SET LOCAL` keeps the
+        // "already exists, skipping" NOTICE of every later start out of the logs.
         tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
+            "SET LOCAL client_min_messages = warning;
+             CREATE TABLE IF NOT EXISTS schema_migrations (
                  version    bigint      PRIMARY KEY,
                  name       text        NOT NULL,
                  applied_at timestamptz NOT NULL DEFAULT now()

@@ -43,6 +43,10 @@ const MAX_READS: usize = 16;
 /// SQLite's default `wal_autocheckpoint` (pages), restored after a load's transaction.
 const WAL_AUTOCHECKPOINT: i64 = 1000;
 
+/// Page cache of every connection (negative: KiB), and of the writer during a load.
+const CACHE_KIB: i64 = -2048;
+const LOAD_CACHE_KIB: i64 = -262_144;
+
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -93,9 +97,6 @@ impl SqliteStore {
                 })?;
             }
             let mut writer = open_connection(&path)?;
-            // Big loads are one transaction each: a large page cache keeps index pages of
-            // the growing B-trees in memory instead of re-reading them (allocated on use).
-            writer.execute_batch("PRAGMA cache_size = -262144;")?;
             migrate::migrate(&mut writer)?;
             Ok(SqliteStore {
                 pool: Arc::new(Pool {
@@ -129,7 +130,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
     // mode fixes the size (existing databases keep theirs). 16 KiB pages instead of 4 KiB
     // halve the B-tree work and WAL frames of a load (10,000 patients: 1.3 s less CPU) and
     // speed up export scans; caches are sized in KiB, so memory is unchanged. Readers get
-    // 2 MiB of cache (the writer more, see `open`): export scans read each page once, and
+    // 2 MiB of cache (the writer more during loads, see `load_blocking`): export scans read each page once, and
     // 8 MiB per reader made the server's peak memory grow with concurrent readers (100,000
     // patients, three exports under 200 pollers: 227 MB, with 2 MiB 170 MB, same speed).
     conn.execute_batch(
@@ -138,9 +139,9 @@ fn open_connection(path: &Path) -> Result<Connection> {
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -2048;
          PRAGMA mmap_size = 0;",
     )?;
+    conn.pragma_update(None, "cache_size", CACHE_KIB)?;
 
     Ok(conn)
 }
@@ -225,6 +226,11 @@ impl Pool {
             let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             self.bound_wal();
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            // A load is one transaction per file: a large page cache keeps index pages of
+            // the growing B-trees in memory instead of re-reading them (allocated on use).
+            // Only for the load: a server's writer that kept it would fill it with whatever
+            // pages its small writes touch, and its RSS would grow with the database.
+            conn.pragma_update(None, "cache_size", LOAD_CACHE_KIB)?;
             let out: Result<T> = (|| {
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -234,6 +240,8 @@ impl Pool {
                 Ok(out)
             })();
             conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
+            conn.pragma_update(None, "cache_size", CACHE_KIB)?;
+            conn.execute_batch("PRAGMA shrink_memory")?;
             out?
         };
         self.request_checkpoint();
