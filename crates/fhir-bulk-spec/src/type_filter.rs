@@ -76,6 +76,24 @@ impl TypeFilter {
         &self.text
     }
 
+    /// The top-level elements the filter's criteria read (`resourceType` aside), so that a
+    /// caller may parse only those and pass [`TypeFilter::matches`] an object holding just
+    /// them; `None` when some path does not start at a named element.
+    pub fn top_level_elements(&self) -> Option<Vec<&'static str>> {
+        let mut names = Vec::new();
+        for path in self.criteria.iter().flat_map(|c| c.param.paths) {
+            match path.first() {
+                Some(Step::Field(name)) => {
+                    if !names.contains(name) {
+                        names.push(*name);
+                    }
+                }
+                _ => return None,
+            }
+        }
+        Some(names)
+    }
+
     /// Whether `resource` is of the filter's type and meets every criterion.
     pub fn matches(&self, resource: &Value) -> bool {
         resource.get("resourceType").and_then(Value::as_str) == Some(self.resource_type)

@@ -8,6 +8,31 @@ use serde_json::json;
 fn check(filter: &str, resource: &Value, expected: bool) {
     let parsed = TypeFilter::parse(filter).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(parsed.matches(resource), expected, "{filter} on {resource}");
+    // The same verdict on only the top-level elements the filter says it reads, as the
+    // server's filter path parses them.
+    let names = parsed
+        .top_level_elements()
+        .unwrap_or_else(|| panic!("{filter}: no top-level elements"));
+    let partial: serde_json::Map<String, Value> = resource
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k == "resourceType" || names.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(
+        parsed.matches(&Value::Object(partial)),
+        expected,
+        "{filter} on the elements {names:?} of {resource}"
+    );
+}
+
+#[test]
+fn top_level_elements_are_the_parameters_first_steps() {
+    let f = TypeFilter::parse("Observation?category=laboratory&subject=Patient/1").unwrap();
+    assert_eq!(f.top_level_elements(), Some(vec!["category", "subject"]));
+    let f = TypeFilter::parse("Patient?_lastUpdated=gt2020&_id=p1").unwrap();
+    assert_eq!(f.top_level_elements(), Some(vec!["meta", "id"]));
 }
 
 /// Asserts that `filter` is rejected with exactly `message`.
