@@ -1,7 +1,9 @@
 //! A server killed with SIGKILL in the middle of an export finishes the job after a restart,
 //! with every resource exactly once (design: jobs are rows, work is leased).
 
-use crate::support::{TestDatabase, free_port, loaded_db, spawn_server, synthea_dir, wait_up};
+use crate::support::{
+    TestDatabase, free_port, loaded_db, spawn_server, synthea_dir, wait_under_way, wait_up,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -48,21 +50,7 @@ async fn kill_9_mid_export_then_restart_completes_without_duplicates() {
         .to_string();
 
     // Kill it once some files are written but the job is not done.
-    let started = Instant::now();
-    loop {
-        let r = http.get(&status).send().await.unwrap();
-        assert_eq!(
-            r.status(),
-            202,
-            "the export finished before it could be killed"
-        );
-        let progress = r.headers()["x-progress"].to_str().unwrap().to_string();
-        if !progress.starts_with("in-progress: 0%") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_under_way(&http, &status, Duration::from_secs(30)).await;
     server.kill().unwrap(); // SIGKILL
     server.wait().unwrap();
 

@@ -6,9 +6,7 @@
 //! Needs PostgreSQL (`FHIR_BULK_TEST_DATABASE`) and `moto_server`; `.ci/run` provides both
 //! and runs this in the PostgreSQL pass. In the SQLite pass it says so and returns.
 
-use crate::support::{SYNTHEA_GROUP, TestDatabase, free_port, synthea_dir, wait_up};
-use fhir_bulk_server::ingest::{NoProgress, load_paths};
-use fhir_bulk_store::DEFAULT_TENANT;
+use crate::support::{SYNTHEA_GROUP, TestDatabase, free_port, loaded_db, wait_under_way, wait_up};
 use fhir_bulk_testkit::MotoServer;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -171,17 +169,7 @@ async fn three_nodes_one_killed_complete_and_duplicate_free() {
         .expect("the multi-node test needs moto_server (pip install 'moto[server]'; .ci/run does)");
     let bucket = "fhir-bulk-multinode";
     moto.create_bucket(bucket).await;
-    {
-        let store = fhir_bulk_store::open(db.database()).await.unwrap();
-        load_paths(
-            store.as_ref(),
-            DEFAULT_TENANT,
-            &[synthea_dir()],
-            &NoProgress,
-        )
-        .await
-        .unwrap();
-    }
+    loaded_db(db.database()).await;
     let nodes: Vec<Node> = (0..3).map(|_| node(db.database(), &moto, bucket)).collect();
     for n in &nodes {
         wait_up(&n.base).await;
@@ -198,22 +186,8 @@ async fn three_nodes_one_killed_complete_and_duplicate_free() {
     let group = kick_off(&http, format!("{}/Group/{SYNTHEA_GROUP}/$export", n1.base)).await;
 
     // Poll on node 2 until both exports are under way, then kill it.
-    let started = Instant::now();
     for status in [&system, &group] {
-        loop {
-            let r = http.get(on(&n2.base, status)).send().await.unwrap();
-            assert_eq!(
-                r.status(),
-                202,
-                "an export finished before node 2 could be killed"
-            );
-            let progress = r.headers()["x-progress"].to_str().unwrap().to_string();
-            if !progress.starts_with("in-progress: 0%") {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_under_way(&http, &on(&n2.base, status), Duration::from_secs(60)).await;
     }
     n2.child.kill().unwrap(); // SIGKILL: no lease is handed back.
     n2.child.wait().unwrap();

@@ -145,3 +145,26 @@ pub fn synthea_ids(types: Option<&[&str]>) -> BTreeMap<String, BTreeSet<String>>
     }
     want
 }
+
+/// Polls `status_url` until the export is under way (`X-Progress` past 0%), so a test can
+/// kill a server mid-export; fails if it finishes first or takes longer than `limit`.
+pub async fn wait_under_way(http: &reqwest::Client, status_url: &str, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let r = http.get(status_url).send().await.unwrap();
+        assert_eq!(
+            r.status(),
+            202,
+            "the export finished before it could be killed"
+        );
+        let progress = r.headers()["x-progress"].to_str().unwrap().to_string();
+        if !progress.starts_with("in-progress: 0%") {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the export did not start within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
