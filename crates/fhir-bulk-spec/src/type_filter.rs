@@ -36,6 +36,7 @@
 mod criterion;
 mod date_range;
 mod query;
+mod screen;
 mod text_fold;
 
 #[cfg(test)]
@@ -44,6 +45,7 @@ mod tests;
 use crate::generated::search_params::SEARCH_PARAMS;
 use crate::resource_type::is_resource_type;
 use criterion::Criterion;
+use screen::Screen;
 use serde_json::Value;
 use std::fmt;
 
@@ -57,6 +59,8 @@ pub struct TypeFilter {
     resource_type: &'static str,
     /// AND'ed.
     criteria: Vec<Criterion>,
+    /// The byte check of [`TypeFilter::may_match`], built from `criteria`.
+    screen: Screen,
 }
 
 impl TypeFilter {
@@ -92,6 +96,14 @@ impl TypeFilter {
             }
         }
         Some(names)
+    }
+
+    /// False only when no resource whose JSON text is `json` can match: a byte check (each
+    /// token, reference or uri criterion needs one of its values verbatim in the text) that
+    /// lets an export skip parsing most of the lines a filter rejects. A `true` decides
+    /// nothing; [`TypeFilter::matches`] does.
+    pub fn may_match(&self, json: &[u8]) -> bool {
+        self.screen.may_match(json)
     }
 
     /// Whether `resource` is of the filter's type and meets every criterion.

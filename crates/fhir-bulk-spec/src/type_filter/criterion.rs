@@ -76,6 +76,41 @@ impl Criterion {
         }
     }
 
+    /// Strings one of which the JSON text of every matching resource holds verbatim (an
+    /// element's value equals it or contains it), for a byte screen before parsing
+    /// (`screen.rs`); `None` when a match needs no such string (`:missing`, `:not`, folded
+    /// text, dates, numbers, `system|` tokens, `:above`).
+    pub(super) fn needles(&self) -> Option<Vec<&str>> {
+        let mut needles = Vec::new();
+        match &self.test {
+            Test::Token { values, not: false } => {
+                for v in values {
+                    // A token matches a string equal to its code, a Coding whose code (or
+                    // value) equals it, or a boolean spelt like it.
+                    needles.push(v.code.as_deref()?);
+                }
+            }
+            Test::Reference(values) => {
+                for v in values {
+                    // The reference equals the value, or names the same resource (its id is
+                    // then part of the reference), or a canonical equals it.
+                    needles.push(match &v.target {
+                        ReferenceTarget::Resource { id, .. } | ReferenceTarget::Id { id, .. } => {
+                            id.as_str()
+                        }
+                        ReferenceTarget::Other => v.raw.as_str(),
+                    });
+                }
+            }
+            Test::Uri {
+                mode: UriMode::Exact | UriMode::Below,
+                values,
+            } => needles.extend(values.iter().map(String::as_str)),
+            _ => return None,
+        }
+        Some(needles)
+    }
+
     /// Whether `f` holds for some element at some path of the parameter.
     fn any(&self, resource: &Value, mut f: impl FnMut(&Value) -> bool) -> bool {
         self.param

@@ -10,6 +10,7 @@ use super::criterion::{
     Test, Token, TokenSystem, UriMode,
 };
 use super::date_range::{self, Prefix};
+use super::screen::Screen;
 use super::text_fold::fold;
 use super::{TypeFilter, TypeFilterError, search_param};
 use crate::compartment::reference_target;
@@ -75,6 +76,7 @@ pub(super) fn parse_filter(text: &str) -> Result<TypeFilter, TypeFilterError> {
     Ok(TypeFilter {
         text: text.to_string(),
         resource_type,
+        screen: Screen::new(&criteria),
         criteria,
     })
 }
