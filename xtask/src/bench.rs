@@ -4,7 +4,7 @@
 //! bytes (`cat`) and copying them (read + write). Then (`scenarios.rs`): `_typeFilter` and
 //! `_elements` exports next to plain ones of the same type, 200 status pollers during a
 //! system export (p50/p99), 50 kick-offs (p50/p99), and `fhir-bulk export` downloading a
-//! system export next to `curl` (sequential and `xargs -P4`) fetching the same files. It
+//! system export, gzip and plain, next to `curl -Z` saving the same files the same way. It
 //! prints a table and writes JSON. The server runs with `--no-auth` and
 //! `--max-exports-per-client 1000`; its log goes to `<dir>/server.log`.
 //!

@@ -101,6 +101,7 @@ pub(crate) struct Downloader<'a> {
     pub observer: &'a dyn Observer,
     pub requires_token: bool,
     pub gzip: bool,
+    pub transfer_gzip: bool,
     pub parallel: usize,
     /// The run state; a std mutex because it is held only to update a map and write a small
     /// file, never across an await. Saving under the lock keeps the writes in order.
@@ -263,8 +264,13 @@ impl Downloader<'_> {
                 req.headers
                     .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
             } else {
+                let coding = if self.transfer_gzip {
+                    "gzip"
+                } else {
+                    "identity"
+                };
                 req.headers
-                    .insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+                    .insert(ACCEPT_ENCODING, HeaderValue::from_static(coding));
             }
             let resp = match self.transport.send(Phase::Download, &req).await {
                 Ok(resp) => resp,

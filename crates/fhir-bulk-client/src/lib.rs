@@ -81,6 +81,9 @@ pub struct ExportOptions {
     pub parallel: usize,
     /// Store files as `.ndjson.gz`.
     pub gzip: bool,
+    /// Ask for files with `Accept-Encoding: gzip` (the default). Off, transfers are plain:
+    /// faster where the link is fast and the server's on-the-fly gzip is the bottleneck.
+    pub transfer_gzip: bool,
     /// Do not `DELETE` the job at the end.
     pub keep: bool,
     /// Waits, retries and timeouts.
@@ -99,6 +102,7 @@ impl ExportOptions {
             out_dir: out_dir.into(),
             parallel: 4,
             gzip: false,
+            transfer_gzip: true,
             keep: false,
             timings: Timings::default(),
             verbose: false,
@@ -296,6 +300,7 @@ impl Exporter {
             observer: self.observer.as_ref(),
             requires_token: manifest.requires_access_token,
             gzip: o.gzip,
+            transfer_gzip: o.transfer_gzip,
             parallel: o.parallel,
             state: &state,
         };

@@ -256,9 +256,10 @@ struct ClientRun {
     status_url: Option<String>,
 }
 
-/// Runs `fhir-bulk export <base> --out DIR --keep` under `/usr/bin/time`. The download phase
-/// starts when the client writes `DIR/manifest.json` (watched every 5 ms).
-fn run_client(bin: &Path, base: &str, dir: &Path) -> Result<ClientRun> {
+/// Runs `fhir-bulk export <base> --out DIR --keep --accept-encoding <coding>` under
+/// `/usr/bin/time`. The download phase starts when the client writes `DIR/manifest.json`
+/// (watched every 5 ms).
+fn run_client(bin: &Path, base: &str, dir: &Path, coding: &str) -> Result<ClientRun> {
     let dl = dir.join("client-download");
     let _ = std::fs::remove_dir_all(&dl);
     let err_path = dir.join("client.stderr");
@@ -274,7 +275,7 @@ fn run_client(bin: &Path, base: &str, dir: &Path) -> Result<ClientRun> {
         .arg(base)
         .arg("--out")
         .arg(&dl)
-        .args(["--keep", "--log", "warn"])
+        .args(["--keep", "--log", "warn", "--accept-encoding", coding])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err_path)?);
     let started = Instant::now();
@@ -329,44 +330,28 @@ fn run_client(bin: &Path, base: &str, dir: &Path) -> Result<ClientRun> {
     })
 }
 
-/// Seconds for `curl` to fetch `urls` to /dev/null with `parallel` processes at a time
-/// (`xargs -P`), or one `curl` for all of them when `parallel` is 1. With `compressed`,
-/// curl asks for gzip and inflates it, as our client does (F4), so the server does the same
-/// work for both.
-fn curl_fetch(urls: &[String], parallel: usize, compressed: bool) -> Result<f64> {
-    let flags: &[&str] = if compressed {
-        &["-s", "-f", "--compressed"]
-    } else {
-        &["-s", "-f"]
-    };
+/// Seconds for `curl` to fetch `urls` into files under `dir`, `parallel` at a time (`-Z`),
+/// as the client does. With `compressed`, curl asks for gzip and inflates it, as our client
+/// does by default (F4), so the server does the same work for both.
+fn curl_fetch(urls: &[String], parallel: usize, compressed: bool, dir: &Path) -> Result<f64> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let mut c = Command::new("curl");
+    c.args(["-s", "-f", "-Z", "--parallel-max", &parallel.to_string()]);
+    if compressed {
+        c.arg("--compressed");
+    }
+    for (i, u) in urls.iter().enumerate() {
+        c.arg("-o").arg(dir.join(format!("{i}.ndjson"))).arg(u);
+    }
     let started = Instant::now();
-    let ok = if parallel <= 1 {
-        let mut c = Command::new("curl");
-        c.args(flags);
-        for u in urls {
-            c.args(["-o", "/dev/null", u]);
-        }
-        c.status()?.success()
-    } else {
-        use std::io::Write;
-        let mut child = Command::new("xargs")
-            .args(["-P", &parallel.to_string(), "-n", "1", "curl"])
-            .args(flags)
-            .args(["-o", "/dev/null"])
-            .stdin(Stdio::piped())
-            .spawn()?;
-        {
-            let mut stdin = child.stdin.take().context("xargs stdin")?;
-            for u in urls {
-                writeln!(stdin, "{u}")?;
-            }
-        }
-        child.wait()?.success()
-    };
+    let ok = c.status()?.success();
+    let seconds = started.elapsed().as_secs_f64().max(1e-6);
+    let _ = std::fs::remove_dir_all(dir);
     if !ok {
         bail!("curl failed fetching the manifest's files");
     }
-    Ok(started.elapsed().as_secs_f64().max(1e-6))
+    Ok(seconds)
 }
 
 fn have(tool: &str) -> bool {
@@ -378,58 +363,62 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The client's download of a system export, next to `curl` fetching the same files.
+/// The client's download of a system export, with gzip and plain transfers, each next to
+/// `curl` fetching the same files the same way.
 pub fn client_download(
     bin: &Path,
     base: &str,
     dir: &Path,
-    http_delete: impl FnOnce(&str),
+    http_delete: impl Fn(&str),
 ) -> Result<Outcome> {
     let mut o = Outcome::new();
-    let c = run_client(bin, base, dir)?;
-    let dl_mbps = c.bytes as f64 / 1e6 / c.download.max(1e-6);
-    let mut text = format!(
-        "{} resources, {} in {} files: {:.2} s in all, download phase {:.2} s ({dl_mbps:.0} MB/s); peak RSS {} MB",
-        c.resources,
-        mb(c.bytes),
-        c.urls.len(),
-        c.total,
-        c.download,
-        c.rss_kb / 1024
-    );
-    let mut j = json!({
-        "resources": c.resources, "bytes": c.bytes, "files": c.urls.len(),
-        "total_seconds": c.total, "download_seconds": c.download, "download_mb_per_s": dl_mbps,
-        "peak_rss_kb": c.rss_kb,
-    });
-    if have("curl") && have("xargs") {
-        let seq = curl_fetch(&c.urls, 1, false)?;
-        let par = curl_fetch(&c.urls, CLIENT_PARALLEL, false)?;
-        let gz = curl_fetch(&c.urls, CLIENT_PARALLEL, true)?;
-        // Ratios are throughput ratios: client MB/s over curl's MB/s (1.0 = as fast).
-        text.push_str(&format!(
-            "; curl sequential {seq:.2} s ({:.0} MB/s, client {:.2}x), curl -P{CLIENT_PARALLEL} {par:.2} s ({:.0} MB/s, client {:.2}x), curl -P{CLIENT_PARALLEL} --compressed {gz:.2} s ({:.0} MB/s, client {:.2}x)",
-            c.bytes as f64 / 1e6 / seq,
-            seq / c.download,
-            c.bytes as f64 / 1e6 / par,
-            par / c.download,
-            c.bytes as f64 / 1e6 / gz,
-            gz / c.download,
-        ));
-        j["curl_sequential_seconds"] = json!(seq);
-        j["curl_parallel_seconds"] = json!(par);
-        j["curl_parallel_compressed_seconds"] = json!(gz);
-        j["curl_parallel"] = json!(CLIENT_PARALLEL);
-        j["throughput_ratio_to_curl_sequential"] = json!(seq / c.download);
-        j["throughput_ratio_to_curl_parallel"] = json!(par / c.download);
-        j["throughput_ratio_to_curl_parallel_compressed"] = json!(gz / c.download);
-    } else {
-        text.push_str("; curl comparison skipped (curl or xargs not found)");
+    let curl = have("curl");
+    let mut texts = Vec::new();
+    let mut j = json!({ "parallel": CLIENT_PARALLEL });
+    // Each way files can travel, client and curl alike: gzip (the client's default, the
+    // server compresses on the fly) and plain.
+    for (coding, compressed) in [("gzip", true), ("identity", false)] {
+        let c = run_client(bin, base, dir, coding)?;
+        let dl_mbps = c.bytes as f64 / 1e6 / c.download.max(1e-6);
+        let mut text = format!(
+            "{coding}: {dl_mbps:.0} MB/s ({} in {} files, download phase {:.2} s), peak RSS {} MB",
+            mb(c.bytes),
+            c.urls.len(),
+            c.download,
+            c.rss_kb / 1024
+        );
+        let mut r = json!({
+            "resources": c.resources, "bytes": c.bytes, "files": c.urls.len(),
+            "total_seconds": c.total, "download_seconds": c.download,
+            "download_mb_per_s": dl_mbps, "peak_rss_kb": c.rss_kb,
+        });
+        if curl {
+            let t = curl_fetch(
+                &c.urls,
+                CLIENT_PARALLEL,
+                compressed,
+                &dir.join("curl-download"),
+            )?;
+            // A throughput ratio: client MB/s over curl's (1.0 = as fast).
+            text.push_str(&format!(
+                ", curl -Z{CLIENT_PARALLEL} {:.0} MB/s (client {:.2}x)",
+                c.bytes as f64 / 1e6 / t,
+                t / c.download
+            ));
+            r["curl_seconds"] = json!(t);
+            r["throughput_ratio_to_curl"] = json!(t / c.download);
+        }
+        if let Some(s) = &c.status_url {
+            http_delete(s);
+        }
+        texts.push(text);
+        j[coding] = r;
+    }
+    if !curl {
+        texts.push("curl comparison skipped (curl not found)".into());
         j["curl_skipped"] = json!(true);
     }
-    if let Some(s) = &c.status_url {
-        http_delete(s);
-    }
+    let text = texts.join("; ");
     o.rows.push(("client download".into(), text));
     o.json.push(("client_download".into(), j));
     Ok(o)

@@ -382,6 +382,28 @@ async fn gzip_transfer_and_gzip_storage_f4() {
     assert_eq!(summary.files[0].path, "Encounter.1.ndjson.gz");
 }
 
+/// `--accept-encoding identity`: files are asked for plain, and stored as they came.
+#[tokio::test]
+async fn identity_transfer_asks_for_plain_files() {
+    let fhir = Fhir::start().await;
+    let body = ndjson("Encounter", 20);
+    job(
+        &fhir,
+        manifest("r", &[("Encounter", &fhir.url("/files/e1"), Some(20))]),
+    )
+    .await;
+    fhir.file("/files/e1", &body).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(&fhir.base, dir.path());
+    o.transfer_gzip = false;
+    export(o).await.0.unwrap();
+    assert_eq!(read(dir.path(), "Encounter.1.ndjson"), body);
+    assert_eq!(
+        fhir.requests_to("/files/e1").await[0].headers["accept-encoding"],
+        "identity"
+    );
+}
+
 /// M4: a line whose `resourceType` is not the manifest's `type` fails the run; exit class 6.
 #[tokio::test]
 async fn wrong_resource_type_fails_verification_m4() {

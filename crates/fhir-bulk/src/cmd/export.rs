@@ -101,6 +101,16 @@ pub struct Args {
     /// Store files gzip-compressed (.ndjson.gz).
     #[arg(long, env = "FHIR_BULK_GZIP")]
     gzip: bool,
+    /// How files travel: `gzip` (asked for, smaller on slow links) or `identity` (plain:
+    /// faster on fast links, where compressing costs the server more than it saves).
+    #[arg(
+        long,
+        env = "FHIR_BULK_ACCEPT_ENCODING",
+        default_value = "gzip",
+        value_parser = ["gzip", "identity"],
+        value_name = "CODING"
+    )]
+    accept_encoding: String,
     /// Do not DELETE the job on the server when done.
     #[arg(long, env = "FHIR_BULK_KEEP")]
     keep: bool,
@@ -393,6 +403,7 @@ fn options(args: Args) -> Result<ExportOptions, Error> {
     };
     options.parallel = args.parallel;
     options.gzip = args.gzip;
+    options.transfer_gzip = args.accept_encoding == "gzip";
     options.keep = args.keep;
     options.timings = timings;
     options.verbose = args.verbose;
