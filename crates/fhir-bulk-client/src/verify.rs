@@ -85,8 +85,11 @@ fn io(p: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::io(p, e)
 }
 
-/// Size of the blocks files are read, checked and written in.
-pub(crate) const BLOCK: usize = 1 << 20;
+/// Size of the blocks files are read, checked and written in. Small enough to stay in the
+/// CPU cache from the copy out of the socket through the write and the hash: with 1 MiB
+/// blocks (four downloads, two blocks each) a plain 525 MiB download spent 1.45 s in the
+/// kernel, 0.43 s with 256 KiB.
+pub(crate) const BLOCK: usize = 1 << 18;
 
 /// Index of the first `\n` in `buf`, by std's `memchr` (what `BufRead` uses).
 fn newline(buf: &[u8]) -> Option<usize> {

@@ -337,7 +337,8 @@ fn curl_fetch(urls: &[String], parallel: usize, compressed: bool, dir: &Path) ->
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let mut c = Command::new("curl");
-    c.args(["-s", "-f", "-Z", "--parallel-max", &parallel.to_string()]);
+    c.args(["-s", "-S", "-f", "--no-progress-meter", "-Z"])
+        .args(["--parallel-max", &parallel.to_string()]);
     if compressed {
         c.arg("--compressed");
     }
