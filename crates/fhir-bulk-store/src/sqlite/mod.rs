@@ -45,9 +45,10 @@ const WAL_AUTOCHECKPOINT: i64 = 1000;
 
 /// Page cache of every connection (negative: KiB), and of the writer during a load. The
 /// load's cache holds the pages of the key and compartment indexes, which take random
-/// inserts: loading 100,000 patients ran at 43,700 resources/s with 256 MiB (peak RSS
-/// 0.4 GB, half the time in the kernel re-reading and re-writing spilled pages), at 57,300
-/// with 1 GiB (peak RSS 1.2 GB). Allocated as pages are touched, so small loads use little.
+/// inserts: loading 100,000 patients ran at 43,700–44,800 resources/s with 256 MiB (peak RSS
+/// 0.4 GB, 53 s of its 145 s of CPU in the kernel re-reading and re-writing spilled pages),
+/// at 57,300–61,600 with 1 GiB (peak RSS 1.2–1.7 GB, 24–30 s in the kernel). Allocated as
+/// pages are touched, so small loads use little; 10,000 patients load as fast with either.
 const CACHE_KIB: i64 = -2048;
 const LOAD_CACHE_KIB: i64 = -1_048_576;
 
