@@ -19,16 +19,24 @@ use xtask::codegen;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if args.iter().any(|a| matches!(*a, "--help" | "-h" | "help")) {
+        println!("{USAGE}");
+        return Ok(());
+    }
     match args.as_slice() {
         ["gen"] => generate(false),
         ["gen", "--check"] => generate(true),
         ["bench", rest @ ..] => bench_cmd(rest),
         ["bench-nodes", rest @ ..] => bench_nodes_cmd(rest),
-        _ => bail!(
-            "usage: cargo xtask gen [--check] | cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE] [--only SCENARIOS] [--reuse] [--bin FILE] | cargo xtask bench-nodes [--patients N | --data DIR] [--database URL] [--nodes 1,2,3] [--workers N] [--reuse]"
-        ),
+        _ => bail!("{USAGE}"),
     }
 }
+
+const USAGE: &str = "usage: cargo xtask gen [--check]
+       cargo xtask bench [--patients N | --data DIR] [--dir DIR] [--json FILE]
+                         [--only exports,filtered,polling,kickoff,client] [--reuse] [--bin FILE]
+       cargo xtask bench-nodes [--patients N | --data DIR] [--database URL] [--nodes 1,2,3]
+                               [--workers N] [--reuse]";
 
 fn generate(check: bool) -> Result<()> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
