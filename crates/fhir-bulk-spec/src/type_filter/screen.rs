@@ -12,7 +12,7 @@ use super::criterion::Criterion;
 use memchr::memmem::Finder;
 
 /// The clauses of one filter: AND'ed lists of OR'ed needles.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct Screen {
     clauses: Vec<Vec<Finder<'static>>>,
 }
