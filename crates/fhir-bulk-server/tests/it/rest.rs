@@ -206,6 +206,10 @@ async fn search_groups_and_patients() {
     assert_eq!(v["total"], 1);
     assert_eq!(v["entry"][0]["resource"]["id"], SYNTHEA_GROUP);
     assert_eq!(
+        v["entry"][0]["fullUrl"],
+        s.url(&format!("Group/{SYNTHEA_GROUP}"))
+    );
+    assert_eq!(
         v["entry"][0]["resource"]["member"]
             .as_array()
             .unwrap()
