@@ -135,9 +135,10 @@ fn open_connection(path: &Path) -> Result<Connection> {
     // mode fixes the size (existing databases keep theirs). 16 KiB pages instead of 4 KiB
     // halve the B-tree work and WAL frames of a load (10,000 patients: 1.3 s less CPU) and
     // speed up export scans; caches are sized in KiB, so memory is unchanged. Readers get
-    // 2 MiB of cache (the writer more during loads, see `load_blocking`): export scans read each page once, and
-    // 8 MiB per reader made the server's peak memory grow with concurrent readers (100,000
-    // patients, three exports under 200 pollers: 227 MB, with 2 MiB 170 MB, same speed).
+    // 2 MiB of cache (the writer more during loads, see `load_blocking`): export scans read
+    // each page once, and 8 MiB per reader made the server's peak memory grow with
+    // concurrent readers (100,000 patients, three exports under 200 pollers: 227 MB, with
+    // 2 MiB 170 MB, same speed).
     conn.execute_batch(
         "PRAGMA page_size = 16384;
          PRAGMA journal_mode = WAL;
